@@ -1,0 +1,79 @@
+# dayzero: `make demo` runs the day-zero story, `make test` runs every test.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: setup lock verify lint typecheck layers drift crds test test-unit test-e2e \
+        cluster cluster-up cluster-down demo demo-down clean
+
+## Environment ---------------------------------------------------------------------------------
+
+# The venv is rebuilt when the lock changes, so a fresh machine installs exactly what CI tested.
+$(BIN)/.synced: requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip sync -q --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	touch $@
+
+setup: $(BIN)/.synced
+
+# Re-resolve the pins (needs a registry); commit the result.
+lock: $(BIN)/.synced
+	$(BIN)/uv pip compile -q pyproject.toml --extra dev --python-version 3.11 --generate-hashes \
+	  -o requirements.lock
+
+## Checks ----------------------------------------------------------------------------------------
+
+verify: lint typecheck layers drift
+
+lint: setup
+	$(BIN)/ruff check operator tests e2e bench
+	$(BIN)/ruff format --check operator tests e2e bench
+
+typecheck: setup
+	$(BIN)/mypy
+
+layers: setup
+	$(BIN)/lint-imports
+
+drift: setup
+	$(BIN)/dayzero crds --check
+
+crds: setup
+	$(BIN)/dayzero crds --write
+
+## Tests -----------------------------------------------------------------------------------------
+
+test: test-unit test-e2e
+
+test-unit: setup
+	$(BIN)/pytest -q -p no:cacheprovider tests
+
+test-e2e: setup cluster
+	$(BIN)/pytest -q -p no:cacheprovider e2e --e2e
+
+## Local control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok) --------------
+
+cluster:
+	bash e2e/cluster/build.sh
+
+cluster-up: setup cluster
+	$(BIN)/python -m e2e.cluster up
+
+cluster-down: setup
+	$(BIN)/python -m e2e.cluster down
+
+## Demo ------------------------------------------------------------------------------------------
+
+demo: setup cluster
+	$(BIN)/python -m e2e.demo up
+
+demo-down: setup
+	$(BIN)/python -m e2e.demo down
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""The LLM gateway: one entry point speaking the OpenAI and Ollama APIs."""

@@ -1,0 +1,1 @@
+"""The release watcher: Hub and GitHub sources, deployability judgement, sinks."""
