@@ -50,12 +50,14 @@ import (
 	_ "k8s.io/kubectl/pkg/cmd"
 )
 GO
-  commit=$(cd "$work" && go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"Hash": "\(.*\)".*/\1/p' | head -1)
+  # The module proxy records the tag's time but not its commit, so only the time is stamped.
+  info=$(dirname "$modfile")/$K8S_VERSION.info
+  built=$(sed -n 's/.*"Time":"\([^"]*\)".*/\1/p' "$info")
   pkg=k8s.io/component-base/version
   cgo=k8s.io/client-go/pkg/version
   ld="-s -w"
   for p in $pkg $cgo; do
-    ld="$ld -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z -X $p.gitCommit=module-${commit:-unknown}"
+    ld="$ld -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=${built:-1970-01-01T00:00:00Z}"
   done
   (cd "$work/k8s" && go mod tidy -e >/dev/null 2>&1 || true; go mod tidy)
   (cd "$work/k8s" && go build -trimpath -ldflags "$ld" -o "$bin/" \
