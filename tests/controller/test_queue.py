@@ -23,7 +23,7 @@ def run_for(queue: WorkQueue, seconds: float) -> None:
 
 def test_duplicate_adds_run_once():
     seen: list[tuple[str, str, str]] = []
-    queue = WorkQueue(lambda key: seen.append(key), workers=2)
+    queue = WorkQueue(seen.append, workers=2)
     for _ in range(5):
         queue.add(("K", "ns", "a"))
     queue.add(("K", "ns", "b"))

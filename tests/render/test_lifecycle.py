@@ -26,7 +26,12 @@ VLLM_UNSUPPORTED = (
         ),
         ("Error", "RuntimeError: Error in model execution: bad shapes", 1, "EngineLoadCrash"),
         ("OOMKilled", "", 137, "OutOfMemory"),
-        ("Error", "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate", 1, "OutOfMemory"),
+        (
+            "Error",
+            "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate",
+            1,
+            "OutOfMemory",
+        ),
         ("Error", "Segmentation fault", 139, "CrashLoop"),
         (None, None, 1, "CrashLoop"),
     ],

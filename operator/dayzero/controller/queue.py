@@ -9,6 +9,7 @@ feed this queue instead, and each reconcile says when it wants to look again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import logging
 import time
@@ -89,17 +90,15 @@ class WorkQueue:
                 return key
             self._wake.clear()
             timeout = max(0.0, self._heap[0][0] - now) if self._heap else None
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
-            except TimeoutError:
-                pass
 
     async def _run_one(self, key: Key) -> None:
         self._busy.add(key)
         began = time.perf_counter()
         try:
             requeue = await asyncio.to_thread(self._worker, key)
-        except Exception:  # noqa: BLE001 - one object's failure must not stop the others
+        except Exception:
             failures = self._failures.get(key, 0) + 1
             self._failures[key] = failures
             RECONCILE_ERRORS.labels(key[0]).inc()

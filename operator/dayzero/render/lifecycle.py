@@ -58,7 +58,9 @@ _LOAD_FAILURES: tuple[tuple[FailureReason, tuple[str, ...]], ...] = (
     ),
 )
 _OOM = (r"CUDA out of memory", r"OutOfMemoryError", r"torch\.cuda\.OutOfMemory", r"OOMKilled")
-STEP_DOWN: frozenset[str] = frozenset({"UnsupportedArchitecture", "MissingKernel", "EngineLoadCrash"})
+STEP_DOWN: frozenset[str] = frozenset(
+    {"UnsupportedArchitecture", "MissingKernel", "EngineLoadCrash"}
+)
 
 
 @dataclass(frozen=True)
