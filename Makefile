@@ -6,8 +6,8 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup lock verify lint typecheck layers drift crds test test-unit test-e2e \
-        cluster cluster-up cluster-down demo demo-down clean
+.PHONY: setup lock verify lint typecheck layers drift crds archdata archdata-check test test-unit \
+        test-e2e cluster cluster-up cluster-down demo demo-down clean
 
 ## Environment ---------------------------------------------------------------------------------
 
@@ -28,7 +28,7 @@ lock: $(BIN)/.synced
 
 ## Checks ----------------------------------------------------------------------------------------
 
-verify: lint typecheck layers drift
+verify: lint typecheck layers drift archdata-check
 
 lint: setup
 	$(BIN)/ruff check operator tests e2e bench
@@ -45,6 +45,27 @@ drift: setup
 
 crds: setup
 	$(BIN)/dayzero crds --write
+
+## vLLM architecture data ----------------------------------------------------------------------
+
+# The vLLM release the engine image and the supported-architecture data are pinned to.
+VLLM_VERSION := 0.33.0
+WHEEL_CACHE := $(HOME)/.cache/dayzero/wheels
+VLLM_WHEEL := $(WHEEL_CACHE)/vllm-$(VLLM_VERSION)-cp38-abi3-manylinux_2_28_x86_64.whl
+
+# The wheel (about 336 MB) is downloaded once, outside the repository, for its registry source.
+$(VLLM_WHEEL):
+	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: --platform manylinux_2_28_x86_64 \
+	  --python-version 3.11 --implementation cp --abi abi3 -d $(WHEEL_CACHE) vllm==$(VLLM_VERSION)
+
+# Regenerates operator/dayzero/planner/data/vllm_architectures.json from the pinned wheel.
+archdata: setup $(VLLM_WHEEL)
+	$(BIN)/python -m dayzero.planner.archdata --write $(VLLM_WHEEL)
+
+# Fails when the data is for another vLLM than the pin, or differs from the cached wheel.
+archdata-check: setup
+	$(BIN)/python -m dayzero.planner.archdata --check --expect-version $(VLLM_VERSION) \
+	  $(wildcard $(VLLM_WHEEL))
 
 ## Tests -----------------------------------------------------------------------------------------
 

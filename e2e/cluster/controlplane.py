@@ -29,7 +29,11 @@ from typing import Any, TypeVar
 
 import yaml
 
+from .engine_stages import engine_failure_stages, exclude_failure_images
+
 HERE = Path(__file__).resolve().parent
+# Enough volumes for the weight caches of an e2e run (one per distinct model and cache).
+PERSISTENT_VOLUMES = 48
 BUILD_SCRIPT = HERE / "build.sh"
 VERSIONS_FILE = HERE / "versions.env"
 
@@ -47,6 +51,8 @@ PLANE_FILE = "plane.json"
 
 # Enough controllers for StatefulSets, Jobs, Deployments, garbage collection, namespace deletion
 # and aggregated RBAC roles; node lifecycle is left out so that kwok alone decides node health.
+# Endpoints controllers are off: pod IPs are on loopback, which Endpoints reject, and nothing
+# here dials a pod or a ClusterIP anyway.
 CONTROLLERS = (
     "serviceaccount-token-controller",
     "serviceaccount-controller",
@@ -60,10 +66,11 @@ CONTROLLERS = (
     "daemonset-controller",
     "job-controller",
     "cronjob-controller",
+    "persistentvolume-binder-controller",
+    "persistentvolume-protection-controller",
+    "persistentvolumeclaim-protection-controller",
     "ttl-after-finished-controller",
     "disruption-controller",
-    "endpoints-controller",
-    "endpointslice-controller",
     "resourcequota-controller",
     "clusterrole-aggregation-controller",
     "service-cidr-controller",
@@ -532,10 +539,46 @@ class ControlPlane:
         self._write_plane_file()
         for spec in default_nodes(self.gpu_nodes, self.cpu_nodes):
             self.add_node(spec)
+        self._add_storage()
 
         self._wait(self._scheduler_ready, deadline, "kube-scheduler /readyz")
         self._wait(self._default_service_account, deadline, "the default service account")
         self._wait(self._all_nodes_ready, deadline, "every fake node to be Ready")
+
+    def _add_storage(self, volumes: int = PERSISTENT_VOLUMES) -> None:
+        """A default StorageClass and pre-made volumes, so the real PV controller binds claims
+        (nothing provisions volumes here, and kwok pods never touch them)."""
+        self.request(
+            "POST",
+            "/apis/storage.k8s.io/v1/storageclasses",
+            {
+                "apiVersion": "storage.k8s.io/v1",
+                "kind": "StorageClass",
+                "metadata": {
+                    "name": "standard",
+                    "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+                },
+                "provisioner": "kubernetes.io/no-provisioner",
+                "volumeBindingMode": "Immediate",
+            },
+        )
+        for i in range(volumes):
+            self.request(
+                "POST",
+                "/api/v1/persistentvolumes",
+                {
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolume",
+                    "metadata": {"name": f"pv-{i:03d}"},
+                    "spec": {
+                        "capacity": {"storage": "2Ti"},
+                        "accessModes": ["ReadWriteOnce", "ReadWriteMany", "ReadOnlyMany"],
+                        "persistentVolumeReclaimPolicy": "Delete",
+                        "storageClassName": "standard",
+                        "hostPath": {"path": f"/var/lib/dayzero-fake-volumes/{i:03d}"},
+                    },
+                },
+            )
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM every component's process group (kwok first, etcd last), then SIGKILL."""
@@ -856,7 +899,10 @@ def kwok_stages(bin_dir: Path) -> list[Json]:
                 if name == "pod-delete":
                     # Otherwise the jitter runs up to the deletionTimestamp: the grace period.
                     del delay["jitterDurationFrom"]
+            if name == "pod-ready":
+                exclude_failure_images(stage)
             stages.append(stage)
+    stages += engine_failure_stages()
     if not stages:
         raise ControlPlaneError(f"no kwok stages under {stages_dir}; rerun {BUILD_SCRIPT}")
     return stages

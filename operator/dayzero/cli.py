@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .api.crd import all_crds, rendered_files, to_yaml
 from .api.reference import reference_files
+from .api.v1alpha1.plan import Plan
+from .planner import DEFAULT_GPU_KIND, GPU_KINDS, ModelFacts, PlanError, load_facts, plan
+from .planner.support import model_support, supported_by_vllm, vllm_version
+
+if TYPE_CHECKING:
+    from .hub import HubModel
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -53,9 +63,165 @@ def _crds(args: argparse.Namespace) -> int:
     return 0
 
 
+def _operator(args: argparse.Namespace) -> int:
+    # Imported here so that `dayzero crds` and friends do not pay for kopf and the client.
+    from .controller.operator import OperatorConfig, images_from_env, run  # noqa: PLC0415
+
+    config = OperatorConfig(
+        kubeconfig=args.kubeconfig,
+        hub_endpoint=args.hub_endpoint,
+        workers=args.workers,
+        images=images_from_env(),
+    )
+    if args.metrics_port:
+        from prometheus_client import start_http_server  # noqa: PLC0415 - only when asked
+
+        start_http_server(args.metrics_port, addr=args.metrics_host)
+    run(config, namespaces=args.namespace or [], liveness=args.liveness)
+    return 0
+
+
 def _version(_: argparse.Namespace) -> int:
     print(f"dayzero {__version__}")
     return 0
+
+
+# -- dayzero plan --------------------------------------------------------------------------------
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def _plan_source(
+    args: argparse.Namespace, fetch: Callable[..., HubModel]
+) -> tuple[ModelFacts, str | None, str | None]:
+    """(facts, revision, resolved commit) of a local path or Hub repo; PlanError or HubError."""
+    source: str = args.source
+    if Path(source).exists():
+        if args.revision:
+            raise PlanError("revision", "only a Hub repository has revisions, not a path")
+        return load_facts(source), None, None
+    if not _REPO_ID.match(source) or source.endswith(".json"):
+        raise PlanError("source", f"{source}: no such file, and not an org/name Hub repo id")
+    revision = args.revision or "main"
+    model = fetch(
+        source,
+        revision,
+        token=os.environ.get("HF_TOKEN") or None,
+        endpoint=os.environ.get("HF_ENDPOINT") or None,
+    )
+    return model.facts, revision, model.sha
+
+
+def _plan(args: argparse.Namespace) -> int:
+    """``dayzero plan``: exit 0 with the plan, 2 on a bad input (PlanError), 3 on a HubError."""
+    # Imported here: huggingface-hub doubles the start-up time of every other subcommand.
+    from .hub import HubError, fetch_model_facts  # noqa: PLC0415
+
+    try:
+        facts, revision, resolved = _plan_source(args, fetch_model_facts)
+        the_plan = plan(
+            facts,
+            args.gpu,
+            max_model_len=args.max_model_len,
+            tensor_parallel=args.tensor_parallel,
+            pipeline_parallel=args.pipeline_parallel,
+            quantization=args.quantization,
+        )
+    except PlanError as e:
+        print(f"dayzero plan: error: {e.field}: {e.message}", file=sys.stderr)
+        return 2
+    except HubError as e:
+        print(f"dayzero plan: {e.reason}: {e.message}", file=sys.stderr)
+        return 3
+    support = model_support(facts.architectures)
+    supported = any(supported_by_vllm(a) for a in facts.architectures)
+    report: dict[str, Any] = {
+        "source": args.source,
+        "revision": revision,
+        "resolvedRevision": resolved,
+        "architectures": list(facts.architectures),
+        "vllmVersion": vllm_version(),
+        "supportedByVllm": supported,
+        "architectureSupport": support,
+        "plan": the_plan.to_wire(),
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(_plan_table(report, the_plan))
+    return 0
+
+
+def _plan_table(report: dict[str, Any], p: Plan) -> str:
+    """The plan as a two-column table, then one line per reason."""
+    if report["resolvedRevision"]:
+        model = f"{report['source']} @ {report['revision']} -> {report['resolvedRevision']}"
+    else:
+        model = report["source"]
+    archs = ", ".join(report["architectures"]) or "(none in config.json)"
+    support = str(report["architectureSupport"]).replace("_", " ")
+    served = "served" if report["supportedByVllm"] else "NOT served"
+    mem = p.per_gpu_memory
+    estimated = " (estimated from config.json)" if p.parameters_estimated else ""
+    online = " (online)" if p.online_quantization else ""
+    rows = [
+        ("model", model),
+        ("architecture", f"{archs}: {served} by vLLM {report['vllmVersion']} ({support})"),
+        ("gpu", f"{p.gpu_kind} ({p.gpu_product})"),
+        ("fits", "yes" if p.fits else "NO"),
+        (
+            "layout",
+            f"{p.gpus} GPU{'s' if p.gpus > 1 else ''} = "
+            f"{p.nodes} node{'s' if p.nodes > 1 else ''} x {p.gpus_per_node}, "
+            f"tensorParallel {p.tensor_parallel} x pipelineParallel {p.pipeline_parallel}",
+        ),
+        ("maxModelLen", f"{p.max_model_len:,}"),
+        ("quantization", f"{p.quantization}{online}"),
+        ("parameters", f"{p.parameter_count:,}{estimated}"),
+        ("weights", f"{p.weights_gib:.2f} GiB"),
+        (
+            "per GPU",
+            f"{mem.weights_gib:.2f} weights + {mem.overhead_gib:.2f} overhead + "
+            f"{mem.kv_cache_gib:.2f} KV cache = {mem.usable_gib:.2f} GiB usable "
+            f"of {mem.total_gib:.2f}",
+        ),
+        (
+            "KV cache",
+            f"{p.kv_cache_bytes_per_token:,} bytes/token; {p.kv_cache_tokens:,} tokens "
+            f"(needs {p.min_kv_cache_tokens:,})",
+        ),
+    ]
+    width = max(len(name) for name, _ in rows)
+    lines = [f"{name:<{width}}  {value}" for name, value in rows]
+    if p.reasons:
+        field_width = max(len(r.field) for r in p.reasons)
+        lines += ["", "reasons:"]
+        lines += [f"  {r.field:<{field_width}}  {r.reason}" for r in p.reasons]
+    return "\n".join(lines)
+
+
+def _add_plan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "plan",
+        help="size a model: GPUs, nodes, tensor/pipeline parallel, memory, and why",
+        description="Plan a model from a local config.json (or a checkout directory with its "
+        "safetensors files) or from a Hub repo id, reading metadata only, never weights. "
+        "HF_ENDPOINT and HF_TOKEN are honoured. Exit 2 on a bad input, 3 on a Hub error.",
+    )
+    p.add_argument("source", help="org/name Hub repo id, a config.json, or a checkout directory")
+    p.add_argument("--revision", help="Hub branch, tag or commit (default main)")
+    p.add_argument(
+        "--gpu", default=DEFAULT_GPU_KIND, choices=sorted(GPU_KINDS), help="GPU kind to plan for"
+    )
+    p.add_argument("--max-model-len", type=int, help="context length to serve")
+    p.add_argument("--tensor-parallel", type=int, help="tensor-parallel size (default: planned)")
+    p.add_argument("--pipeline-parallel", type=int, help="pipeline-parallel size")
+    p.add_argument("--quantization", help="weight quantization: none, fp8, awq, gptq, ...")
+    p.add_argument("--json", action="store_true", help="print JSON (camelCase) instead of a table")
+    p.set_defaults(handler=_plan)
+
+
+# -- end of dayzero plan -------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,6 +235,28 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--check", action="store_true", help="exit 1 if generated files drifted")
     crds.add_argument("--root", default=".", help="repository root for --write/--check")
     crds.set_defaults(handler=_crds)
+
+    op = sub.add_parser(
+        "operator", help="run the operator (one replica: kopf is not leader-elected)"
+    )
+    op.add_argument(
+        "--namespace", action="append", help="watch only this namespace (repeatable); default all"
+    )
+    op.add_argument("--kubeconfig", help="kubeconfig file; default in-cluster, then $KUBECONFIG")
+    op.add_argument(
+        "--hub-endpoint",
+        default=os.environ.get("HF_ENDPOINT"),
+        help="Hugging Face Hub URL (default $HF_ENDPOINT, else the public Hub)",
+    )
+    op.add_argument("--workers", type=int, default=8, help="reconciles in parallel")
+    op.add_argument("--liveness", help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    op.add_argument(
+        "--metrics-port", type=int, help="serve Prometheus metrics on this port (0: off)"
+    )
+    op.add_argument("--metrics-host", default="0.0.0.0", help="address for --metrics-port")  # noqa: S104 - a pod serves its metrics on every interface
+    op.set_defaults(handler=_operator)
+
+    _add_plan_parser(sub)
 
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(handler=_version)

@@ -131,7 +131,8 @@ class WorkQueue:
                 self._busy.add(key)
                 task = asyncio.create_task(self._run_one(key))
                 tasks.add(task)
-                task.add_done_callback(lambda t: (tasks.discard(t), slots.release()))
+                task.add_done_callback(tasks.discard)
+                task.add_done_callback(lambda _: slots.release())
         finally:
             for task in tasks:
                 task.cancel()

@@ -157,13 +157,15 @@ class Kube:
         items = self._call("GET", kind_of(kind).path(namespace), query=query).get("items", [])
         return cast(list[Manifest], items)
 
-    def apply(self, obj: Manifest, *, subresource: str | None = None) -> Manifest:
+    def apply(
+        self, obj: Manifest, *, subresource: str | None = None, field_manager: str | None = None
+    ) -> Manifest:
         """Server-side apply of a whole object (or its status) under our field manager."""
         meta = obj["metadata"]
         path = kind_of(obj["kind"]).path(meta.get("namespace"), meta["name"])
         if subresource:
             path += f"/{subresource}"
-        query = [("fieldManager", self.field_manager), ("force", "true")]
+        query = [("fieldManager", field_manager or self.field_manager), ("force", "true")]
         return self._call(
             "PATCH", path, body=obj, query=query, content_type="application/apply-patch+yaml"
         )

@@ -12,9 +12,7 @@ log = logging.getLogger(__name__)
 COMPONENT = "dayzero-operator"
 
 
-def post_event(
-    kube: Kube, involved: dict[str, str], type_: str, reason: str, message: str
-) -> None:
+def post_event(kube: Kube, involved: dict[str, str], type_: str, reason: str, message: str) -> None:
     """Record an Event about ``involved``; failing to record one never fails a reconcile."""
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     digest = hashlib.sha256(f"{involved['uid']}{reason}{message}{now}".encode()).hexdigest()[:10]

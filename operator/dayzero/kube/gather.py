@@ -49,7 +49,6 @@ class Observed:
 
     statefulsets: list[Manifest] = field(default_factory=list)
     pods: list[PodState] = field(default_factory=list)
-    jobs: dict[str, Manifest] = field(default_factory=dict)
     leader_service: Manifest | None = None
 
 
@@ -92,17 +91,14 @@ def pod_state(pod: Manifest) -> PodState:
     )
 
 
-def gather_model_deployment(kube: Kube, namespace: str, name: str, leader: str) -> Observed:
-    """Children of one ModelDeployment, found by label."""
-    selector = f"{MDEP_LABEL}={name}"
-    observed = Observed(
+def gather_model_deployment(kube: Kube, namespace: str, selector: str, leader: str) -> Observed:
+    """Serving children of one ModelDeployment, found by its label selector. (Shared cache
+    objects carry no per-deployment label; the controller reads them by name.)"""
+    return Observed(
         statefulsets=kube.list("StatefulSet", namespace, selector),
         pods=[pod_state(p) for p in kube.list("Pod", namespace, selector)],
-        leader_service=kube.get("Service", namespace, leader),
+        leader_service=kube.get("Service", namespace, leader) if leader else None,
     )
-    for job in kube.list("Job", namespace, selector):
-        observed.jobs[job["metadata"]["name"]] = job
-    return observed
 
 
 def job_state(job: Manifest | None) -> tuple[str, str]:
@@ -119,8 +115,13 @@ def job_state(job: Manifest | None) -> tuple[str, str]:
     return "Running", f"{job.get('status', {}).get('active', 0)} pod(s) active"
 
 
-def free_gpu_blocks(kube: Kube, gpu_product: str) -> list[int]:
-    """Free GPUs on each schedulable node of this product, largest first (for clear reasons)."""
+def free_gpu_blocks(
+    kube: Kube, gpu_product: str, exclude: frozenset[str] = frozenset()
+) -> list[int]:
+    """Free GPUs on each schedulable node of this product, largest first (for clear reasons).
+
+    ``exclude`` names the deployment's own pods: a half-placed group's GPUs are part of the ask.
+    """
     nodes = [
         n
         for n in kube.list("Node", None, f"nvidia.com/gpu.product={gpu_product}")
@@ -130,6 +131,8 @@ def free_gpu_blocks(kube: Kube, gpu_product: str) -> list[int]:
     for pod in kube.list("Pod", None):
         node = pod.get("spec", {}).get("nodeName")
         if not node or pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+            continue
+        if pod["metadata"]["name"] in exclude:
             continue
         for container in pod["spec"].get("containers", []):
             requests = container.get("resources", {}).get("requests", {})

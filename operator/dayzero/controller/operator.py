@@ -1,0 +1,174 @@
+"""The operator process: kopf watch streams feeding the work queue.
+
+kopf handlers here are triggers only (habit 1): a ModelDeployment event, or an event on one of its
+pods, StatefulSets or Jobs, enqueues the ModelDeployment's key; the queue runs the one idempotent
+``reconcile``. Shared clients are created at start-up and kept in kopf's memo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import kopf
+
+from ..hub import fetch_model_facts
+from ..kube import Kube
+from ..planner import ModelFacts
+from ..render.modeldeployment import Images
+from . import modeldeployment
+from .queue import Key, WorkQueue
+
+log = logging.getLogger(__name__)
+
+GROUP, VERSION = "dayzero.dev", "v1alpha1"
+MANAGED_BY = "app.kubernetes.io/managed-by"
+# Pinned images; images/ holds their Dockerfiles and a test keeps the two in step.
+DEFAULT_IMAGES = Images(
+    vllm="vllm/vllm-openai:v0.33.0",
+    transformers="ghcr.io/dayzero-dev/transformers-serve:0.1.0",
+    dayzero="ghcr.io/dayzero-dev/dayzero:0.1.0",
+)
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    """Command-line settings of the operator process."""
+
+    kubeconfig: str | None = None
+    hub_endpoint: str | None = None
+    workers: int = 8
+    images: Images = DEFAULT_IMAGES
+
+
+def images_from_env(base: Images = DEFAULT_IMAGES) -> Images:
+    """Image overrides for air-gapped registries: DAYZERO_{VLLM,TRANSFORMERS,DAYZERO}_IMAGE."""
+    return Images(
+        vllm=os.environ.get("DAYZERO_VLLM_IMAGE", base.vllm),
+        transformers=os.environ.get("DAYZERO_TRANSFORMERS_IMAGE", base.transformers),
+        dayzero=os.environ.get("DAYZERO_DAYZERO_IMAGE", base.dayzero),
+    )
+
+
+def make_fetcher(endpoint: str | None) -> modeldeployment.HubFetcher:
+    def fetch(repo: str, revision: str, token: str | None) -> tuple[str, ModelFacts]:
+        model = fetch_model_facts(repo, revision, token=token, endpoint=endpoint)
+        return model.sha, model.facts
+
+    return fetch
+
+
+def probe(url: str) -> str | None:
+    """Cheap reachability check of a provider: any HTTP answer counts, even 401 or 404."""
+    try:
+        httpx.get(url, timeout=5.0, follow_redirects=False)
+    except httpx.HTTPError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
+    """The kopf handlers, bound to one registry so that tests can run several operators."""
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # A private registry has no default login handlers: in-cluster or $KUBECONFIG.
+        return kopf.login_via_client(**kwargs)
+
+    @kopf.on.startup(registry=registry)
+    async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+        settings.posting.enabled = False  # we post our own Events, one per transition
+        settings.watching.server_timeout = 300
+        settings.networking.request_timeout = 60
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="reconcile")
+        )
+        kube = Kube.from_config(config.kubeconfig)
+        deps = modeldeployment.Deps(
+            kube=kube,
+            images=config.images,
+            fetch=make_fetcher(config.hub_endpoint),
+            probe=probe,
+        )
+
+        def work(key: Key) -> float | None:
+            _kind, namespace, name = key
+            return modeldeployment.reconcile(deps, namespace, name)
+
+        memo.kube = kube
+        memo.queue = WorkQueue(work, workers=config.workers)
+        memo.queue_task = asyncio.create_task(memo.queue.run())
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+        task = getattr(memo, "queue_task", None)
+        if task is not None:
+            task.cancel()
+        kube = getattr(memo, "kube", None)
+        if kube is not None:
+            kube.close()
+
+    @kopf.on.event(GROUP, VERSION, "modeldeployments", registry=registry)
+    async def mdep_event(
+        *, type: str, name: str, namespace: str | None, memo: kopf.Memo, **_: Any
+    ) -> None:
+        if namespace is None:
+            return
+        key = ("ModelDeployment", namespace, name)
+        if type == "DELETED":
+            memo.queue.forget(key)
+        else:
+            memo.queue.add(key)
+
+    def child(meta: Mapping[str, Any], namespace: str | None, memo: kopf.Memo) -> None:
+        # Owners, not labels: a shared download Job or cache PVC has several.
+        for owner in meta.get("ownerReferences", []):
+            if owner.get("kind") == "ModelDeployment" and namespace:
+                memo.queue.add(("ModelDeployment", namespace, owner["name"]))
+
+    selector = {MANAGED_BY: "dayzero"}
+
+    @kopf.on.event("v1", "pods", labels=selector, registry=registry)
+    async def pod_event(
+        *, meta: Mapping[str, Any], namespace: str | None, memo: kopf.Memo, **_: Any
+    ) -> None:
+        child(meta, namespace, memo)
+
+    @kopf.on.event("apps", "v1", "statefulsets", labels=selector, registry=registry)
+    async def sts_event(
+        *, meta: Mapping[str, Any], namespace: str | None, memo: kopf.Memo, **_: Any
+    ) -> None:
+        child(meta, namespace, memo)
+
+    @kopf.on.event("batch", "v1", "jobs", labels=selector, registry=registry)
+    async def job_event(
+        *, meta: Mapping[str, Any], namespace: str | None, memo: kopf.Memo, **_: Any
+    ) -> None:
+        child(meta, namespace, memo)
+
+    return registry
+
+
+def run(
+    config: OperatorConfig,
+    namespaces: list[str],
+    liveness: str | None = None,
+) -> None:
+    """Run the operator until interrupted. kopf is not leader-elected: run one replica."""
+    if config.kubeconfig:
+        os.environ["KUBECONFIG"] = config.kubeconfig
+    kopf.configure(verbose=False)
+    kopf.run(
+        registry=build_registry(config),
+        standalone=True,
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        liveness_endpoint=liveness,
+    )
