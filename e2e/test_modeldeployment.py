@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "planner" / "fixtures"
 UNSUPPORTED_IMAGE = "registry.dayzero.test/engine:unsupported-architecture"
 CRASHLOOP_IMAGE = "registry.dayzero.test/engine:crashloop"
+OOM_IMAGE = "registry.dayzero.test/engine:oom"
 SHA_A = "a" * 40
 SHA_B = "b" * 40
 
@@ -519,3 +520,46 @@ def test_operator_killed_mid_reconcile_converges_without_duplicates(operator, ke
     assert len(sts) == count
     jobs = get_json(kenv, "jobs", "-n", namespace)["items"]
     assert len(jobs) == 1, "one download Job for the one (repo, SHA) they share"
+
+
+def test_idle_scale_to_zero_never_writes_the_spec(operator, kenv, namespace):
+    apply(kenv, namespace, mdep("idler", LLAMA_8B, scaling={"idleAfter": "3s"}))
+    wait_for("Ready", lambda: ready(kenv, namespace, "idler"))
+    spec_before = get_json(kenv, "mdep", "idler", "-n", namespace)["spec"]
+
+    def idled() -> dict[str, Any] | None:
+        obj = get_json(kenv, "mdep", "idler", "-n", namespace)
+        return obj if condition(obj, "Ready")["reason"] == "IdleScaledToZero" else None
+
+    obj = wait_for("idle scale-down", idled, timeout=30)
+    assert obj["spec"] == spec_before, "idleness lives in status, never in the spec"
+    wait_for("no StatefulSet", lambda: children(kenv, namespace, "idler", "sts") == [])
+    # The gateway reports a use (its own field manager on the status): the model comes back.
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 1))
+    kubectl(
+        kenv,
+        "patch",
+        "mdep",
+        "idler",
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"lastUsedTime": now}}),
+    )
+    wait_for("woken", lambda: ready(kenv, namespace, "idler"), timeout=30)
+
+
+def test_out_of_memory_surfaces_and_never_falls_back(operator, kenv, namespace):
+    apply(kenv, namespace, mdep("oomer", LLAMA_8B, engine={"image": OOM_IMAGE}))
+
+    def oom() -> dict[str, Any] | None:
+        obj = get_json(kenv, "mdep", "oomer", "-n", namespace)
+        return obj if condition(obj, "EngineLoaded")["reason"] == "OutOfMemory" else None
+
+    obj = wait_for("OutOfMemory", oom)
+    assert obj["status"]["engine"] == "vllm"
+    assert obj["status"]["engineAttempts"] == 1
+    assert condition(obj, "Ready")["status"] == "False"
+    assert "CUDA out of memory" in condition(obj, "EngineLoaded")["message"]

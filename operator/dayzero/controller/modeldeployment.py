@@ -31,6 +31,7 @@ from ..kube.gather import (
 )
 from ..planner import ModelFacts, PlanError, plan
 from ..render import labels, lifecycle
+from ..render.durations import parse_duration
 from ..render.modeldeployment import (
     Group,
     Images,
@@ -173,6 +174,35 @@ def _apply_all(kube: Kube, objects: list[Manifest]) -> None:
         kube.apply(obj)
 
 
+def _idle(mdep: ModelDeployment, st: _Status, *, body_created: datetime | None) -> float | None:
+    """Seconds without traffic when the deployment should sit at zero for idleness, else None.
+
+    The clock starts at the later of the gateway's last reported use and the moment it became
+    Ready; once idled, it stays down until the gateway reports a use after that moment.
+    """
+    window = mdep.spec.scaling.idle_after
+    if window is None or mdep.spec.suspend or mdep.spec.replicas == 0:
+        return None
+    last_used = st.previous.last_used_time
+    ready = next((c for c in st.previous.conditions if c.type == "Ready"), None)
+    if ready is not None and ready.reason == "IdleScaledToZero":
+        woken = (
+            last_used is not None
+            and ready.last_transition_time is not None
+            and (last_used > ready.last_transition_time)
+        )
+        return (
+            None
+            if woken
+            else (st.now - (last_used or ready.last_transition_time or st.now)).total_seconds()
+        )
+    if ready is None or ready.status != "True" or ready.last_transition_time is None:
+        return None
+    since = max(t for t in (last_used, ready.last_transition_time, body_created) if t is not None)
+    quiet = (st.now - since).total_seconds()
+    return quiet if quiet >= parse_duration(window) else None
+
+
 def _selector(name: str) -> str:
     return f"{MDEP_LABEL}={labels.value(name)}"
 
@@ -265,7 +295,14 @@ def _reconcile_provider(deps: Deps, mdep: ModelDeployment, st: _Status) -> float
 
 
 def _reconcile_hub(  # noqa: PLR0911, PLR0912, PLR0915 - one linear story, one return per stage
-    deps: Deps, mdep: ModelDeployment, *, namespace: str, name: str, uid: str, st: _Status
+    deps: Deps,
+    mdep: ModelDeployment,
+    *,
+    namespace: str,
+    name: str,
+    uid: str,
+    st: _Status,
+    created: datetime | None = None,
 ) -> float:
     kube = deps.kube
     spec = mdep.spec
@@ -348,7 +385,8 @@ def _reconcile_hub(  # noqa: PLR0911, PLR0912, PLR0915 - one linear story, one r
         return BUSY
     st.set("WeightsCached", True, "Cached", f"weights of {sha[:12]} are in the cache")
 
-    replicas = 0 if spec.suspend else spec.replicas
+    idle_for = _idle(mdep, st, body_created=created)
+    replicas = 0 if spec.suspend or idle_for is not None else spec.replicas
     new_groups = [str(i) for i in range(replicas)]
     new_ready = replicas > 0 and all(
         _leader_ready(observed.pods, desired_hash, g) for g in new_groups
@@ -414,13 +452,19 @@ def _reconcile_hub(  # noqa: PLR0911, PLR0912, PLR0915 - one linear story, one r
     # While surging, the old groups still serve: they count until the new ones take over.
     st.status.ready_replicas = ready_groups + old_serving
     if replicas == 0:
-        phase, why = ("Suspended", "suspended") if spec.suspend else ("Suspended", "scaled to 0")
-        st.status.phase = phase  # type: ignore[assignment]
+        if spec.suspend:
+            reason, why = "Suspended", "spec.suspend is true"
+        elif idle_for is not None:
+            reason = "IdleScaledToZero"
+            why = f"no traffic for {idle_for:.0f}s (scaling.idleAfter); the next request wakes it"
+        else:
+            reason, why = "ScaledToZero", "spec.replicas is 0"
+        st.status.phase = "Suspended"
         st.status.endpoint = None
-        st.set("Scheduled", None, "ScaledToZero", why)
-        st.set("EngineLoaded", None, "ScaledToZero", why)
-        st.set("Ready", False, "ScaledToZero", f"no replicas: {why}")
-        st.set("Degraded", False, "ScaledToZero", why)
+        st.set("Scheduled", None, reason, why)
+        st.set("EngineLoaded", None, reason, why)
+        st.set("Ready", False, reason, f"no replicas: {why}")
+        st.set("Degraded", False, reason, why)
         return SETTLED
 
     # Scheduling: say how far the cluster is from fitting the group.
@@ -492,7 +536,10 @@ def _reconcile_hub(  # noqa: PLR0911, PLR0912, PLR0915 - one linear story, one r
             "Degraded" if degraded else "AsExpected",
             "; ".join(degraded),
         )
-        return BUSY if degraded else SETTLED
+        window = spec.scaling.idle_after
+        # Look again when the idle window would run out, not only on the slow resync.
+        settled = min(SETTLED, float(parse_duration(window)) + 0.5) if window else SETTLED
+        return BUSY if degraded else settled
     if failure is not None:
         st.not_ready(
             "Failed" if failure.reason != "CrashLoop" else "Degraded",
@@ -558,7 +605,9 @@ def reconcile(deps: Deps, namespace: str, name: str) -> float | None:
             )
             requeue = _reconcile_provider(deps, mdep, st)
         else:
-            requeue = _reconcile_hub(deps, mdep, namespace=namespace, name=name, uid=uid, st=st)
+            requeue = _reconcile_hub(
+                deps, mdep, namespace=namespace, name=name, uid=uid, st=st, created=_created(meta)
+            )
     _write_status(deps.kube, namespace, name, st.status)
     for changed in lifecycle.condition_changes(previous.conditions, st.status.conditions):
         kind = "Normal" if (changed.status == "True") != (changed.type == "Degraded") else "Warning"
@@ -570,6 +619,11 @@ def reconcile(deps: Deps, namespace: str, name: str) -> float | None:
             f"{changed.type}={changed.status}: {changed.message}",
         )
     return requeue
+
+
+def _created(meta: Manifest) -> datetime | None:
+    stamp = meta.get("creationTimestamp")
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else None
 
 
 def _previous_status(body: Manifest) -> ModelDeploymentStatus:
@@ -585,7 +639,8 @@ def _write_status(kube: Kube, namespace: str, name: str, status: ModelDeployment
         "apiVersion": "dayzero.dev/v1alpha1",
         "kind": "ModelDeployment",
         "metadata": {"name": name, "namespace": namespace},
-        "status": status.to_wire(),
+        # lastUsedTime belongs to the gateway (its own field manager): never applied here.
+        "status": {k: v for k, v in status.to_wire().items() if k != "lastUsedTime"},
     }
     try:
         kube.apply(body, subresource="status")
