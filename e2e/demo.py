@@ -1,15 +1,19 @@
 """`make demo`: the day-zero story on one laptop-sized machine.
 
-Today it brings up (or reuses) the local control plane with fake H100 nodes, installs the generated
-CRDs with server-side apply, applies every example and shows what the API server made of them.
-Later stages (operator, gateway, the real small model, a Gauntlet) plug in as they land.
+It brings up (or reuses) the local control plane with fake H100 nodes, installs the generated CRDs,
+starts a fake Hugging Face Hub on loopback and the operator against it, applies every example and
+shows the operator planning and serving them (405B on two fake 8xH100 nodes). Later stages
+(gateway, the real small model, a Gauntlet) plug in as they land. Nothing leaves 127.0.0.0/8.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -17,15 +21,41 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMESPACE = "dayzero-demo"
+STATE = Path.home() / ".cache" / "dayzero" / "demo"
+FIXTURES = ROOT / "tests" / "planner" / "fixtures"
+# The examples' repos as the fake Hub serves them: (repo, fixture or inline config, sha, counts).
+QWEN3_32B = {
+    "architectures": ["Qwen3ForCausalLM"],
+    "model_type": "qwen3",
+    "hidden_size": 5120,
+    "intermediate_size": 25600,
+    "num_hidden_layers": 64,
+    "num_attention_heads": 64,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+    "vocab_size": 151936,
+    "max_position_embeddings": 40960,
+    "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16",
+}
 
 
 def say(step: str) -> None:
     print(f"\n\033[1m==> {step}\033[0m", flush=True)
 
 
-def run(cmd: list[str], env: dict[str, str], *, check: bool = True) -> str:
+def run(
+    cmd: list[str], env: dict[str, str], *, check: bool = True, stdin: str | None = None
+) -> str:
     out = subprocess.run(
-        cmd, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT, check=False
+        cmd,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        check=False,
     )
     if check and out.returncode != 0:
         raise SystemExit(f"demo: {' '.join(cmd)} failed:\n{out.stderr}")
@@ -38,6 +68,89 @@ def cluster(command: str) -> str:
     if out.returncode != 0:
         raise SystemExit(f"demo: cluster {command} failed:\n{out.stdout}{out.stderr}")
     return out.stdout
+
+
+def _spawn(name: str, args: list[str], env: dict[str, str]) -> int:
+    STATE.mkdir(parents=True, exist_ok=True)
+    with (STATE / f"{name}.log").open("ab") as log:
+        proc = subprocess.Popen(
+            args, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+        )
+    (STATE / f"{name}.pid").write_text(str(proc.pid))
+    return proc.pid
+
+
+def _stop_spawned() -> None:
+    for pid_file in sorted(STATE.glob("*.pid")):
+        with contextlib.suppress(ValueError, ProcessLookupError, PermissionError):
+            os.killpg(int(pid_file.read_text()), signal.SIGTERM)
+        pid_file.unlink()
+
+
+def serve_hub(url_file: Path) -> int:
+    """The fake Hub with the examples' repos, until SIGTERM (run detached by `up`)."""
+    sys.path.insert(0, str(ROOT / "e2e"))
+    from fakes.hub import FakeHub, FakeModel  # noqa: PLC0415 - the e2e helpers are not a package
+
+    def fixture(name: str) -> dict[str, object]:
+        return dict(json.loads((FIXTURES / f"{name}.json").read_text()))
+
+    models = [
+        FakeModel(
+            repo="meta-llama/Llama-3.1-8B-Instruct",
+            config=fixture("llama-3.1-8b"),
+            parameters={"BF16": 8_030_261_248},
+            sha="0e9e39f249a16976918f6564b8830bc894c89659",
+        ),
+        FakeModel(
+            repo="meta-llama/Llama-3.1-405B-Instruct",
+            config=fixture("llama-3.1-405b"),
+            parameters={"BF16": 405_853_388_800},
+        ),
+        FakeModel(repo="Qwen/Qwen3-32B", config=QWEN3_32B, parameters={"BF16": 32_762_123_264}),
+    ]
+    with FakeHub(models) as hub:
+        url_file.write_text(hub.url)
+        signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    return 0
+
+
+def start_hub_and_operator(env: dict[str, str]) -> str:
+    _stop_spawned()
+    url_file = STATE / "hub.url"
+    url_file.unlink(missing_ok=True)
+    _spawn("hub", [sys.executable, "-m", "e2e.demo", "_hub", str(url_file)], env)
+    deadline = time.monotonic() + 30
+    while not url_file.exists():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"demo: the fake Hub did not start; see {STATE / 'hub.log'}")
+        time.sleep(0.1)
+    hub = url_file.read_text()
+    # Providers are mapped to loopback too: the demo never dials a real API.
+    overrides = [f"--provider-url={p}={hub}" for p in ("openai", "anthropic", "gemini")]
+    operator = [sys.executable, "-m", "dayzero.cli", "operator", *overrides]
+    _spawn("operator", operator, env | {"HF_ENDPOINT": hub})
+    return hub
+
+
+SERVING_PRIORITY_CLASS = """apiVersion: scheduling.k8s.io/v1
+kind: PriorityClass
+metadata: {name: dayzero-serving}
+value: 100000
+description: New models may preempt research jobs.
+"""
+REASONS = "jsonpath={range .status.plan.reasons[*]}  {.field}: {.reason}{'\\n'}{end}"
+READY = 'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status} {end}'
+
+
+def wait_ready(env: dict[str, str], count: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = run(["kubectl", "get", "mdep", "-n", NAMESPACE, "-o", READY], env).split()
+        if len(states) == count and set(states) == {"True"}:
+            return
+        time.sleep(1)
+    print(f"(not every deployment is Ready after {timeout:.0f}s; see {STATE / 'operator.log'})")
 
 
 def up() -> int:
@@ -56,14 +169,28 @@ def up() -> int:
     crds = [f"crd/{kind}.dayzero.dev" for kind in ("modeldeployments", "lanes", "gauntlets")]
     run(["kubectl", "wait", "--for=condition=Established", "--timeout=60s", *crds], env)
 
+    say("A fake Hugging Face Hub on loopback, and the operator reading from it")
+    hub = start_hub_and_operator(env)
+    print(f"fake Hub {hub}; operator log {STATE / 'operator.log'}")
+
     say(f"Examples, applied to namespace {NAMESPACE}")
-    existing = run(["kubectl", "get", "namespace", NAMESPACE], env, check=False)
-    if not existing:
+    if not run(["kubectl", "get", "namespace", NAMESPACE], env, check=False):
         run(["kubectl", "create", "namespace", NAMESPACE], env)
-    print(
-        run(["kubectl", "apply", "--server-side", "-n", NAMESPACE, "-f", "examples/"], env), end=""
-    )
-    print(run(["kubectl", "get", "mdep,lane,gnt", "-n", NAMESPACE], env), end="")
+    run(["kubectl", "apply", "-f", "-"], env, stdin=SERVING_PRIORITY_CLASS)
+    for secret in ("hf-token", "anthropic-api-key"):
+        create = ["kubectl", "create", "secret", "generic", secret, "-n", NAMESPACE]
+        run([*create, "--from-literal=token=demo", "--from-literal=api-key=demo"], env, check=False)
+    applied = run(["kubectl", "apply", "--server-side", "-n", NAMESPACE, "-f", "examples/"], env)
+    print(applied, end="")
+
+    say("The operator plans, caches and serves them; pods run on fake H100 nodes")
+    wait_ready(env, count=4, timeout=90)
+    print(run(["kubectl", "get", "mdep", "-n", NAMESPACE, "-o", "wide"], env), end="")
+    serving = ["-l", "dayzero.dev/component=serving", "-o", "wide"]
+    print(run(["kubectl", "get", "pods", "-n", NAMESPACE, *serving], env), end="")
+    print("\nWhy 405B takes two nodes (status.plan.reasons):")
+    print(run(["kubectl", "get", "mdep", "llama-3-1-405b", "-n", NAMESPACE, "-o", REASONS], env))
+    print(run(["kubectl", "get", "lane,gnt", "-n", NAMESPACE], env), end="")
 
     say("Bad input is refused by the API server, naming the field")
     bad = (
@@ -91,14 +218,18 @@ def up() -> int:
 
 
 def down() -> int:
+    _stop_spawned()
     print(cluster("down"), end="")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m e2e.demo", description=__doc__)
-    parser.add_argument("command", choices=["up", "down"])
+    parser.add_argument("command", choices=["up", "down", "_hub"])
+    parser.add_argument("url_file", nargs="?", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.command == "_hub":
+        return serve_hub(args.url_file)
     return up() if args.command == "up" else down()
 
 

@@ -63,6 +63,16 @@ def _crds(args: argparse.Namespace) -> int:
     return 0
 
 
+def _provider_urls(pairs: list[str]) -> list[tuple[str, str]]:
+    out = []
+    for pair in pairs:
+        name, sep, url = pair.partition("=")
+        if not sep or name not in ("openai", "anthropic", "gemini") or not url.startswith("http"):
+            raise SystemExit(f"--provider-url: expected openai|anthropic|gemini=URL, got {pair!r}")
+        out.append((name, url))
+    return out
+
+
 def _operator(args: argparse.Namespace) -> int:
     # Imported here so that `dayzero crds` and friends do not pay for kopf and the client.
     from .controller.operator import OperatorConfig, images_from_env, run  # noqa: PLC0415
@@ -72,6 +82,7 @@ def _operator(args: argparse.Namespace) -> int:
         hub_endpoint=args.hub_endpoint,
         workers=args.workers,
         images=images_from_env(),
+        provider_urls=tuple(_provider_urls(args.provider_url or [])),
     )
     if args.metrics_port:
         from prometheus_client import start_http_server  # noqa: PLC0415 - only when asked
@@ -249,6 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="Hugging Face Hub URL (default $HF_ENDPOINT, else the public Hub)",
     )
     op.add_argument("--workers", type=int, default=8, help="reconciles in parallel")
+    op.add_argument(
+        "--provider-url",
+        action="append",
+        metavar="NAME=URL",
+        help="override a provider's API URL, e.g. anthropic=http://127.0.0.1:9000 (repeatable)",
+    )
     op.add_argument("--liveness", help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
     op.add_argument(
         "--metrics-port", type=int, help="serve Prometheus metrics on this port (0: off)"

@@ -71,6 +71,7 @@ class Deps:
     images: Images
     fetch: HubFetcher
     probe: Callable[[str], str | None]
+    provider_urls: dict[str, str] = field(default_factory=lambda: dict(PROVIDER_URLS))
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     facts: dict[tuple[str, str], tuple[float, str, ModelFacts]] = field(default_factory=dict)
 
@@ -276,7 +277,7 @@ RESTARTS_ANNOTATION = "dayzero.dev/group-restarts"
 def _reconcile_provider(deps: Deps, mdep: ModelDeployment, st: _Status) -> float:
     provider = mdep.spec.source.provider
     assert provider is not None  # noqa: S101 - only called for provider sources
-    url = provider.base_url or PROVIDER_URLS[provider.provider]
+    url = provider.base_url or deps.provider_urls[provider.provider]
     st.status.engine = provider.provider
     st.status.endpoint = url
     st.status.plan = None

@@ -45,6 +45,8 @@ class OperatorConfig:
     hub_endpoint: str | None = None
     workers: int = 8
     images: Images = DEFAULT_IMAGES
+    # Explicit overrides of the providers' API URLs (a proxy, or loopback in tests and the demo).
+    provider_urls: tuple[tuple[str, str], ...] = ()
 
 
 def images_from_env(base: Images = DEFAULT_IMAGES) -> Images:
@@ -96,6 +98,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
             images=config.images,
             fetch=make_fetcher(config.hub_endpoint),
             probe=probe,
+            provider_urls=modeldeployment.PROVIDER_URLS | dict(config.provider_urls),
         )
 
         def work(key: Key) -> float | None:
