@@ -327,12 +327,16 @@ def _reconcile_hub(  # noqa: PLR0911, PLR0912, PLR0915 - one linear story, one r
         st.not_ready("Failed", "DoesNotFit", why or "the model does not fit the largest layout")
         return SETTLED
 
+    # The ladder restarts for a new revision (it may load where the old one could not), and a
+    # pinned engine kind always serves on its own rung.
+    same_revision = st.previous.resolved_revision in (None, sha)
+    climbing = spec.engine.kind == "auto" and same_revision
     rung: lifecycle.EngineRung = (
         st.status.engine
-        if st.status.engine in lifecycle.LADDER
+        if climbing and st.status.engine in lifecycle.LADDER
         else lifecycle.first_rung(spec.engine.kind)
     )
-    attempts = st.status.engine_attempts or 1
+    attempts = (st.status.engine_attempts or 1) if climbing else 1
     st.status.engine, st.status.engine_attempts = rung, attempts
     desired_hash = serving_hash(mdep, the_plan, sha, rung, deps.images)
     leader = leader_service_name(name)
@@ -392,8 +396,7 @@ def _reconcile_hub(  # noqa: PLR0911, PLR0912, PLR0915 - one linear story, one r
     new_ready = replicas > 0 and all(
         _leader_ready(observed.pods, desired_hash, g) for g in new_groups
     )
-    old_ready = old_serving_now
-    surging = old_ready and not new_ready and replicas > 0
+    surging = old_serving_now and not new_ready and replicas > 0
     active = desired_hash if new_ready or not surging else routed
     groups = [Group(index=i, serving_hash=desired_hash) for i in range(replicas)]
     if surging and routed is not None:
@@ -418,7 +421,7 @@ def _reconcile_hub(  # noqa: PLR0911, PLR0912, PLR0915 - one linear story, one r
             st.status.engine, st.status.engine_attempts = nxt, attempts + 1
             st.set("EngineLoaded", False, "FallingBack", f"{why}: {failure.message}")
             st.not_ready("Loading", "FallingBack", why)
-            _retire(kube, namespace, observed, keep={h for h in (routed,) if old_ready and h})
+            _retire(kube, namespace, observed, keep={h for h in (routed,) if old_serving_now and h})
             return 0.5
         st.set("EngineLoaded", False, failure.reason, f"{failure.message} ({why})")
         st.not_ready("Failed", failure.reason, failure.message)
@@ -432,7 +435,7 @@ def _reconcile_hub(  # noqa: PLR0911, PLR0912, PLR0915 - one linear story, one r
         engine=rung,
         images=deps.images,
         groups=tuple(groups),
-        active_hash=active if (new_ready or old_ready) else None,
+        active_hash=active if (new_ready or old_serving_now) else None,
     )
     _apply_all(kube, desired_serving(mdep, the_plan, inputs))
     keep = {g.serving_hash for g in groups}
