@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -427,15 +427,8 @@ def _reconcile_hub(  # noqa: PLR0911, PLR0912, PLR0915 - one linear story, one r
         st.not_ready("Failed", failure.reason, failure.message)
         return SETTLED
 
-    inputs = Inputs(
-        namespace=namespace,
-        name=name,
-        uid=uid,
-        resolved_revision=sha,
-        engine=rung,
-        images=deps.images,
-        groups=tuple(groups),
-        active_hash=active if (new_ready or old_serving_now) else None,
+    inputs = replace(
+        base, groups=tuple(groups), active_hash=active if (new_ready or old_serving_now) else None
     )
     _apply_all(kube, desired_serving(mdep, the_plan, inputs))
     keep = {g.serving_hash for g in groups}
