@@ -235,6 +235,49 @@ def _add_plan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 # -- end of dayzero plan -------------------------------------------------------------------------
 
 
+# -- dayzero gateway -----------------------------------------------------------------------------
+
+
+def _gateway(args: argparse.Namespace) -> int:
+    """``dayzero gateway``: serve the routing document; exit 2 when it is invalid."""
+    # Imported here: the server stack is only needed by this subcommand.
+    import logging  # noqa: PLC0415
+
+    import uvicorn  # noqa: PLC0415
+
+    from .gateway.app import create_app  # noqa: PLC0415
+    from .gateway.config import ConfigError  # noqa: PLC0415
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        app = create_app(args.config)
+    except ConfigError as e:
+        print(f"dayzero gateway: error: {args.config}: {e}", file=sys.stderr)
+        return 2
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+    )
+    return 0
+
+
+def _add_gateway_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("gateway", help="run the LLM gateway on a routing document")
+    p.add_argument("--config", required=True, help="routing document (dayzero.dev/routing-v1)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8080, help="port to listen on")
+    p.set_defaults(handler=_gateway)
+
+
+# -- end of dayzero gateway ----------------------------------------------------------------------
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, shared by ``main`` and the docs."""
     parser = argparse.ArgumentParser(prog="dayzero", description=__doc__)
@@ -274,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     op.set_defaults(handler=_operator)
 
     _add_plan_parser(sub)
+    _add_gateway_parser(sub)
 
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(handler=_version)

@@ -1,0 +1,754 @@
+"""The gateway's ASGI app: OpenAI-compatible endpoints in front of ordered, guarded backends.
+
+A request reads the routing snapshot once, is authenticated, routed to a lane, admitted by the
+lane's concurrency, and tried on the lane's backends in order (skipping open circuits) until one
+answers. Everything it did ends as one JSON log line and one increment of the request counter.
+The app is plain ASGI (no framework): the hot path is a dictionary lookup and a byte copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from dayzero.api.routing import RoutingBackend, RoutingLane
+
+from .auth import Principal, bearer
+from .backends import Backend, BackendError, OpenAIBackend, Reply, StreamReply, UpstreamRequest
+from .backends.base import Endpoint
+from .breaker import Breakers
+from .concurrency import Limiter
+from .config import POLL_SECONDS, ConfigWatcher, Snapshot, host_of
+from .errors import GatewayError, invalid
+from .headers import Trace, clean, trace_from
+from .metrics import Metrics
+from .routing import Route, choose, names
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+BackendFactory = Callable[[RoutingBackend, aiohttp.ClientSession, str | None], Backend]
+
+access_log = logging.getLogger("dayzero.gateway.access")
+log = logging.getLogger(__name__)
+
+ENDPOINTS: dict[str, Endpoint] = {
+    "/v1/chat/completions": "chat/completions",
+    "/v1/completions": "completions",
+    "/v1/embeddings": "embeddings",
+}
+_SSE_EVENT_MAX = 1 << 20
+
+
+class UnsupportedBackend:
+    """A backend kind this gateway build cannot speak yet: always fails over."""
+
+    def __init__(self, spec: RoutingBackend) -> None:
+        self.name = spec.name
+        self.host = host_of(spec.url)
+        self._kind = spec.kind
+
+    async def send(self, request: UpstreamRequest) -> Reply | StreamReply:
+        """Fail over at once."""
+        raise BackendError("unsupported", f"backend kind {self._kind} is not implemented yet")
+
+
+def default_backend(
+    spec: RoutingBackend, session: aiohttp.ClientSession, token: str | None
+) -> Backend:
+    """The backend for one entry of the document; the seam where Ollama and Anthropic plug in."""
+    if spec.kind in ("openai", "provider"):
+        return OpenAIBackend(
+            spec.name,
+            spec.url,
+            host_of(spec.url),
+            session=session,
+            timeout_seconds=spec.timeout_seconds,
+            token=token,
+        )
+    return UnsupportedBackend(spec)
+
+
+@dataclass
+class BackendStats:
+    """What /v1/models/status shows of a backend."""
+
+    in_flight: int = 0
+    last_error: str | None = None
+    last_ok: float | None = None
+
+
+@dataclass
+class Outcome:
+    """What one request did, for the log line and the metrics."""
+
+    endpoint: str
+    trace: Trace
+    started: float
+    project: str = "-"
+    lane: str = "-"
+    model: str = "-"
+    backend: str | None = None
+    provider_tier: str = "-"
+    status: int = 0
+    fallback_reason: str = "none"
+    usage: dict[str, Any] = field(default_factory=dict)
+    cost_usd: float = 0.0
+    error: str | None = None
+    intent: str | None = None
+    prompt: Any = None
+
+
+class Gateway:
+    """The ASGI app."""
+
+    def __init__(
+        self,
+        config_path: str | Path,
+        *,
+        poll_seconds: float = POLL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        backend_factory: BackendFactory = default_backend,
+    ) -> None:
+        self.metrics = Metrics()
+        self.breakers = Breakers(clock)
+        self.watcher = ConfigWatcher(
+            config_path,
+            poll_seconds=poll_seconds,
+            on_error=lambda _: self.metrics.config_errors.inc(),
+            on_swap=self._swap,
+        )
+        snapshot = self.watcher.current
+        self.limiter = Limiter(snapshot.doc.shared_concurrency)
+        self.stats: dict[str, BackendStats] = {}
+        self._factory = backend_factory
+        self._session: aiohttp.ClientSession | None = None
+        self._state: tuple[Snapshot, dict[str, Backend]] = (snapshot, {})
+        self._ready = False
+        self._apply_limits(snapshot)
+        self.metrics.config_loaded(snapshot.hash)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        """Open the upstream connection pool and start watching the document."""
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30),
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent",),
+        )
+        self._state = (self.watcher.current, self._backends(self.watcher.current))
+        self.watcher.start()
+        self._ready = True
+
+    async def shutdown(self) -> None:
+        """Stop watching and close the pool."""
+        self._ready = False
+        await self.watcher.stop()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _backends(self, snapshot: Snapshot) -> dict[str, Backend]:
+        assert self._session is not None  # noqa: S101 - only called after startup
+        return {
+            b.name: self._factory(b, self._session, snapshot.backend_tokens.get(b.name))
+            for b in snapshot.doc.backends
+        }
+
+    def _apply_limits(self, snapshot: Snapshot) -> None:
+        self.limiter.configure(
+            snapshot.doc.shared_concurrency,
+            {lane.name: lane.concurrency for lane in snapshot.doc.lanes},
+        )
+
+    def _swap(self, snapshot: Snapshot) -> None:
+        self._apply_limits(snapshot)
+        backends = self._backends(snapshot) if self._session is not None else {}
+        self._state = (snapshot, backends)
+        self.metrics.config_loaded(snapshot.hash)
+
+    # -- ASGI -------------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Dispatch one ASGI connection scope."""
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if path in ENDPOINTS:
+            if method != "POST":
+                await _send_error(send, GatewayError(405, f"{path} takes POST"), None)
+                return
+            await self._proxy(ENDPOINTS[path], scope, receive, send)
+            return
+        gets: dict[str, Callable[[Scope, Send], Awaitable[None]]] = {
+            "/v1/models": self._models,
+            "/v1/models/status": self._status,
+            "/health": self._health,
+            "/ready": self._ready_check,
+            "/metrics": self._metrics,
+        }
+        handler = gets.get(path)
+        if handler is None:
+            await _send_error(send, GatewayError(404, "no such endpoint", code="not_found"), None)
+        elif method not in ("GET", "HEAD"):
+            await _send_error(send, GatewayError(405, f"{path} takes GET"), None)
+        else:
+            await handler(scope, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as e:  # noqa: BLE001 - reported to the server, which exits
+                    await send({"type": "lifespan.startup.failed", "message": str(e)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- the read-only endpoints -----------------------------------------------------------------
+
+    async def _models(self, scope: Scope, send: Send) -> None:
+        snapshot, _ = self._state
+        principal = self._authenticate(snapshot, scope, send)
+        if isinstance(principal, GatewayError):
+            await _send_error(send, principal, None)
+            return
+        data = [
+            {"id": name, "object": "model", "created": 0, "owned_by": "dayzero"}
+            for name in names(snapshot.doc)
+        ]
+        await _send_json(send, 200, {"object": "list", "data": data})
+
+    async def _status(self, scope: Scope, send: Send) -> None:
+        snapshot, _ = self._state
+        principal = self._authenticate(snapshot, scope, send)
+        if isinstance(principal, GatewayError):
+            await _send_error(send, principal, None)
+            return
+        if not principal.admin:
+            await _send_error(send, GatewayError(403, "status needs an admin key"), None)
+            return
+        await _send_json(send, 200, self.status(snapshot))
+
+    def status(self, snapshot: Snapshot) -> dict[str, Any]:
+        """Every lane, backend and tag with its health."""
+        backends = []
+        for b in snapshot.doc.backends:
+            breaker = self.breakers.get(host_of(b.url))
+            stats = self.stats.get(b.name, BackendStats())
+            backends.append(
+                {
+                    "name": b.name,
+                    "kind": b.kind,
+                    "url": b.url,
+                    "paid": b.paid,
+                    "health": "down" if breaker.state == "open" else "up",
+                    "circuit": breaker.state,
+                    "consecutiveFailures": breaker.failures,
+                    "inFlight": stats.in_flight,
+                    "lastError": stats.last_error,
+                }
+            )
+        lanes = [
+            {
+                "name": lane.name,
+                "model": lane.model,
+                "aliases": lane.aliases,
+                "tag": lane.tag,
+                "mode": lane.mode,
+                "backends": lane.backends,
+                "inFlight": self.limiter.in_flight(lane.name),
+                "reserved": lane.concurrency.reserved,
+                "max": lane.concurrency.max,
+            }
+            for lane in snapshot.doc.lanes
+        ]
+        return {
+            "configHash": snapshot.hash,
+            "configError": self.watcher.last_error,
+            "lanes": lanes,
+            "backends": backends,
+            "tags": {tag: t.to_wire() for tag, t in snapshot.doc.tags.items()},
+        }
+
+    async def _health(self, scope: Scope, send: Send) -> None:
+        await _send_json(send, 200, {"status": "ok"})
+
+    async def _ready_check(self, scope: Scope, send: Send) -> None:
+        snapshot, _ = self._state
+        status = 200 if self._ready else 503
+        await _send_json(send, status, {"ready": self._ready, "configHash": snapshot.hash})
+
+    async def _metrics(self, scope: Scope, send: Send) -> None:
+        body = generate_latest(self.metrics.registry)
+        await _send(send, 200, body, [(b"content-type", CONTENT_TYPE_LATEST.encode())])
+
+    def _authenticate(
+        self, snapshot: Snapshot, scope: Scope, send: Send
+    ) -> Principal | GatewayError:
+        headers = _headers(scope)
+        try:
+            return snapshot.keys.authenticate(
+                bearer(headers.get("authorization"), headers.get("x-api-key"))
+            )
+        except GatewayError as e:
+            return e
+
+    # -- the proxied endpoints ---------------------------------------------------------------------
+
+    async def _proxy(self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = _headers(scope)
+        trace = trace_from(headers.get("traceparent"))
+        outcome = Outcome(endpoint=endpoint, trace=trace, started=time.monotonic())
+        outcome.intent = clean(headers.get("x-dayzero-intent"))
+        snapshot, backends = self._state
+        sent = _SentTracker(send)
+        try:
+            body = await _read_body(receive, headers, snapshot.doc.max_body_bytes)
+            principal = snapshot.keys.authenticate(
+                bearer(headers.get("authorization"), headers.get("x-api-key"))
+            )
+            outcome.project = principal.project
+            if not snapshot.keys.enabled:
+                # Without keys the project is the client's word for it (sanitized, label-capped).
+                outcome.project = clean(headers.get("x-dayzero-project")) or principal.project
+            request = _parse(endpoint, body)
+            if snapshot.doc.log_prompts:
+                outcome.prompt = request
+            route = choose(snapshot.doc, request.get("model"), clean(headers.get("x-dayzero-lane")))
+            outcome.lane = route.lane.name
+            outcome.model = route.lane.model or route.lane.tag or route.lane.name
+            _admit(principal, route.lane)
+            call = _Call(snapshot, backends, route, request, sent, outcome)
+            await self._serve_guarded(call, receive)
+        except GatewayError as e:
+            outcome.status = e.status
+            outcome.error = e.message
+            if not sent.started:
+                await _send_error(sent, e, outcome)
+        except asyncio.CancelledError:
+            outcome.status = 499
+            outcome.error = "client disconnected"
+            raise
+        finally:
+            self._record(snapshot, outcome)
+
+    async def _serve_guarded(self, call: _Call, receive: Receive) -> None:
+        """Serve under the lane's concurrency, abandoning the upstream when the client leaves."""
+        outcome = call.outcome
+        async with self.limiter.slot(call.route.lane.name):
+            gauge = self.metrics.in_flight.labels(lane=call.route.lane.name)
+            gauge.inc()
+            work = asyncio.ensure_future(self._serve(call))
+            watch = asyncio.ensure_future(_disconnected(receive))
+            try:
+                await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                gauge.dec()
+                watch.cancel()
+                if not work.done():
+                    work.cancel()
+                    outcome.status = 499
+                    outcome.error = "client disconnected"
+                with contextlib.suppress(asyncio.CancelledError):
+                    await work
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watch
+
+    async def _serve(self, call: _Call) -> None:
+        outcome, send = call.outcome, call.send
+        reply, spec = await self._attempt(call)
+        outcome.backend = spec.name
+        outcome.model = spec.model or outcome.model
+        outcome.provider_tier = "paid" if spec.paid else "local"
+        extra = [(b"x-dayzero-backend", spec.name.encode())]
+        if isinstance(reply, Reply):
+            outcome.status = reply.status
+            outcome.usage = reply.usage or {}
+            await _send(
+                send,
+                reply.status,
+                reply.body,
+                _response_headers(outcome, reply.content_type, extra),
+            )
+            return
+        outcome.status = reply.status
+        await send(
+            {
+                "type": "http.response.start",
+                "status": reply.status,
+                "headers": [
+                    *_response_headers(outcome, reply.content_type, extra),
+                    (b"cache-control", b"no-cache"),
+                ],
+            }
+        )
+        usage = _UsageScanner()
+        usage.feed(reply.first)
+        await send({"type": "http.response.body", "body": reply.first, "more_body": True})
+        stats = self.stats.setdefault(spec.name, BackendStats())
+        stats.in_flight += 1
+        try:
+            await self._pump(reply.rest, send, usage, outcome, spec.name)
+        finally:
+            stats.in_flight -= 1
+            outcome.usage = usage.usage or {}
+
+    async def _pump(
+        self,
+        rest: AsyncGenerator[bytes, None],
+        send: Send,
+        usage: _UsageScanner,
+        outcome: Outcome,
+        backend: str,
+    ) -> None:
+        try:
+            async for chunk in rest:
+                usage.feed(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except BackendError as e:
+            # Bytes already reached the client: no failover, end the stream with an error event.
+            outcome.error = str(e)
+            outcome.fallback_reason = "midstream_" + e.reason
+            self.stats.setdefault(backend, BackendStats()).last_error = str(e)
+            err = GatewayError(502, f"backend {backend} failed mid-stream: {e}", code=e.reason)
+            await send({"type": "http.response.body", "body": err.sse_event(), "more_body": True})
+        finally:
+            await rest.aclose()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _attempt(self, call: _Call) -> tuple[Reply | StreamReply, RoutingBackend]:
+        """Try the route's backends in order: local ones first, paid ones if the lane allows."""
+        snapshot, backends, route, request, outcome = (
+            call.snapshot,
+            call.backends,
+            call.route,
+            call.request,
+            call.outcome,
+        )
+        lane = route.lane
+        specs = [snapshot.backend(name) for name in route.backends]
+        specs = [b for b in specs if not b.paid] + [
+            b for b in specs if b.paid and lane.paid_fallback.enabled
+        ]
+        failures: list[str] = []
+        reasons: list[str] = []
+        for spec in specs:
+            backend = backends[spec.name]
+            breaker = self.breakers.get(backend.host)
+            if not breaker.allow(lane.circuit_breaker.open_seconds):
+                failures.append(f"{spec.name}: circuit open")
+                reasons.append("circuit_open")
+                continue
+            probe = breaker.state == "half_open"
+            upstream = UpstreamRequest(
+                endpoint=_endpoint(outcome.endpoint),
+                body={**request, "model": spec.model or lane.model or request.get("model")},
+                stream=bool(request.get("stream")),
+                headers={"traceparent": outcome.trace.traceparent},
+            )
+            stats = self.stats.setdefault(spec.name, BackendStats())
+            stats.in_flight += 1
+            try:
+                reply = await backend.send(upstream)
+            except BackendError as e:
+                if e.trips_breaker:
+                    breaker.failure(lane.circuit_breaker.consecutive_timeouts, str(e), probe=probe)
+                else:
+                    breaker.success()
+                stats.last_error = str(e)
+                failures.append(f"{spec.name}: {e}")
+                reasons.append(e.reason)
+                self.metrics.fallbacks.labels(lane.name, spec.name, e.reason).inc()
+                continue
+            except BaseException:
+                if probe:
+                    breaker.abandon()
+                raise
+            finally:
+                stats.in_flight -= 1
+            breaker.success()
+            stats.last_ok = time.time()
+            if reasons:
+                outcome.fallback_reason = reasons[0]
+            return reply, spec
+        outcome.fallback_reason = reasons[0] if reasons else "none"
+        if reasons and all(r == "circuit_open" for r in reasons):
+            retry = max(1, math.ceil(lane.circuit_breaker.open_seconds))
+            raise GatewayError(
+                503,
+                f"every backend of lane {lane.name!r} is unavailable: " + "; ".join(failures),
+                code="circuit_open",
+                headers={"Retry-After": str(retry)},
+            )
+        if reasons and all(r == "timeout" for r in reasons):
+            raise GatewayError(
+                504, f"every backend of lane {lane.name!r} timed out: " + "; ".join(failures)
+            )
+        raise GatewayError(
+            502,
+            f"every backend of lane {lane.name!r} failed: " + "; ".join(failures or ["none"]),
+            code="upstream_failed",
+        )
+
+    # -- the request's record --------------------------------------------------------------------
+
+    def _record(self, snapshot: Snapshot, o: Outcome) -> None:
+        latency = time.monotonic() - o.started
+        input_tokens = _int(o.usage.get("prompt_tokens"))
+        output_tokens = _int(o.usage.get("completion_tokens"))
+        price = snapshot.doc.prices.get(o.model)
+        if price is not None:
+            o.cost_usd = (
+                input_tokens * price.input_usd_per_million
+                + output_tokens * price.output_usd_per_million
+            ) / 1e6
+        project = self.metrics.project(o.project)
+        self.metrics.requests.labels(
+            project=project,
+            lane=o.lane,
+            provider_tier=o.provider_tier,
+            endpoint=o.endpoint,
+            model=o.model,
+            status=str(o.status),
+            fallback_reason=o.fallback_reason,
+        ).inc()
+        self.metrics.latency.labels(lane=o.lane, endpoint=o.endpoint).observe(latency)
+        if input_tokens or output_tokens:
+            self.metrics.tokens.labels(project, o.lane, o.model, "input").inc(input_tokens)
+            self.metrics.tokens.labels(project, o.lane, o.model, "output").inc(output_tokens)
+        if o.cost_usd:
+            self.metrics.cost.labels(project, o.lane, o.model).inc(o.cost_usd)
+        line: dict[str, Any] = {
+            "trace_id": o.trace.trace_id,
+            "project_id": o.project,
+            "lane": o.lane,
+            "provider_tier": o.provider_tier,
+            "endpoint": o.endpoint,
+            "model": o.model,
+            "backend": o.backend,
+            "status": o.status,
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "fallback_reason": o.fallback_reason,
+            "cost_usd": round(o.cost_usd, 8),
+            "latency_ms": round(latency * 1000, 1),
+            "intent": o.intent,
+            "error": o.error,
+        }
+        if o.prompt is not None:
+            line["request"] = o.prompt
+        access_log.info(json.dumps(line, separators=(",", ":"), default=str))
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One routed request on its way to the backends."""
+
+    snapshot: Snapshot
+    backends: dict[str, Backend]
+    route: Route
+    request: dict[str, Any]
+    send: _SentTracker
+    outcome: Outcome
+
+
+def _admit(principal: Principal, lane: RoutingLane) -> None:
+    """403 for a lane the key may not use, 409 for a lane that takes no sync calls."""
+    if not principal.may_use(lane.name):
+        raise GatewayError(403, f"this key may not use lane {lane.name!r}", code="lane_not_allowed")
+    if lane.mode != "sync":
+        raise GatewayError(409, f"lane {lane.name!r} is {lane.mode}; sync calls are refused")
+
+
+class _SentTracker:
+    """``send`` that remembers whether the response has started (after it, no error page)."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self._send(message)
+
+
+class _UsageScanner:
+    """Finds the ``usage`` object of an SSE stream without parsing every event."""
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self.usage: dict[str, Any] | None = None
+
+    def feed(self, chunk: bytes) -> None:
+        """Scan one chunk; an event split across chunks is joined first."""
+        data = self._buf + chunk
+        cut = data.rfind(b"\n\n")
+        if cut < 0:
+            self._buf = data[-_SSE_EVENT_MAX:]
+            return
+        complete, self._buf = data[:cut], data[cut + 2 :][-_SSE_EVENT_MAX:]
+        if b'"usage"' not in complete:
+            return
+        events = complete.split(b"\n\n")
+        for event in events:
+            if b'"usage"' not in event:
+                continue
+            for line in event.split(b"\n"):
+                if not line.startswith(b"data:"):
+                    continue
+                with contextlib.suppress(ValueError):
+                    data = json.loads(line[5:])
+                    if isinstance(data, dict) and isinstance(data.get("usage"), dict):
+                        self.usage = data["usage"]
+
+
+def _endpoint(name: str) -> Endpoint:
+    for endpoint in ENDPOINTS.values():
+        if endpoint == name:
+            return endpoint
+    raise ValueError(name)
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in scope.get("headers", []):
+        out[name.decode("latin-1").lower()] = value.decode("latin-1")
+    return out
+
+
+async def _disconnected(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> bytes:
+    too_big = GatewayError(
+        413, f"request body is over the limit of {limit} bytes", code="body_too_large"
+    )
+    length = headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise too_big
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise GatewayError(499, "client disconnected while sending the body")
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise too_big
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+_REQUIRED: dict[str, tuple[str, str]] = {
+    "chat/completions": ("messages", "array"),
+    "completions": ("prompt", "string or array"),
+    "embeddings": ("input", "string or array"),
+}
+_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "model": ((str,), "a string"),
+    "messages": ((list,), "an array"),
+    "prompt": ((str, list), "a string or an array"),
+    "input": ((str, list), "a string or an array"),
+    "stream": ((bool,), "a boolean"),
+    "stream_options": ((dict,), "an object"),
+    "tools": ((list,), "an array"),
+    "max_tokens": ((int,), "an integer"),
+    "max_completion_tokens": ((int,), "an integer"),
+    "n": ((int,), "an integer"),
+    "temperature": ((int, float), "a number"),
+    "top_p": ((int, float), "a number"),
+}
+
+
+def _parse(endpoint: str, body: bytes) -> dict[str, Any]:
+    """The request body as JSON, with the fields the gateway reads type-checked."""
+    try:
+        data: Any = json.loads(body)
+    except ValueError as e:
+        raise GatewayError(400, f"the body is not valid JSON: {e}", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise GatewayError(400, "the body must be a JSON object", code="invalid_json")
+    required, kind = _REQUIRED[endpoint]
+    for name in ("model", required):
+        if name not in data:
+            raise invalid(name, f"is required ({'a string' if name == 'model' else kind})")
+    for name, (types, what) in _TYPES.items():
+        value = data.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise invalid(name, f"must be {what}, got {type(value).__name__}")
+    if endpoint == "embeddings" and data.get("stream"):
+        raise invalid("stream", "embeddings do not stream")
+    return data
+
+
+def _response_headers(
+    outcome: Outcome | None, content_type: str, extra: list[tuple[bytes, bytes]] | None = None
+) -> list[tuple[bytes, bytes]]:
+    headers = [(b"content-type", content_type.encode())]
+    if outcome is not None:
+        headers += [
+            (b"traceparent", outcome.trace.traceparent.encode()),
+            (b"x-dayzero-trace-id", outcome.trace.trace_id.encode()),
+        ]
+        if outcome.lane != "-":
+            headers.append((b"x-dayzero-lane", outcome.lane.encode()))
+    return headers + (extra or [])
+
+
+async def _send(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_json(send: Send, status: int, data: dict[str, Any]) -> None:
+    await _send(send, status, json.dumps(data).encode(), [(b"content-type", b"application/json")])
+
+
+async def _send_error(send: Send, error: GatewayError, outcome: Outcome | None) -> None:
+    headers = _response_headers(outcome, "application/json")
+    headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+    await _send(send, error.status, error.json_bytes(), headers)
+
+
+def create_app(config_path: str | Path, **kwargs: Any) -> Gateway:
+    """The gateway app for a routing document on disk (ConfigError when it is invalid)."""
+    return Gateway(config_path, **kwargs)
