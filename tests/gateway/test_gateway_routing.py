@@ -74,7 +74,7 @@ def test_unknown_lane_header_lists_lanes():
     [
         ({"lanes": [{"name": "x", "model": "x", "backends": ["zz"]}]}, "lanes[0].backends[0]"),
         ({"tags": {"t": {"lane": "nope"}}}, "tags.t.lane"),
-        ({"tags": {"t": {"lane": "fast", "backend": "a"}}}, "tags.t.backend"),
+        ({"tags": {"t": {"lane": "fast", "backend": "zz"}}}, "tags.t.backend"),
         ({"tags": {"default": {"lane": "fast"}}}, "tags.default"),
         ({"backends": [{"name": "a", "url": "ftp://x"}, {"name": "b", "url": "http://y"}]}, "url"),
         (

@@ -95,6 +95,25 @@ class RoutingLane(Model):
     """Circuit breaker of each backend host of the lane."""
     paid_fallback: PaidFallbackSpec = Field(default_factory=PaidFallbackSpec)
     """Whether paid backends may be tried, and their budget."""
+    parameters_billions: float | None = Field(default=None, gt=0)
+    """Size of the lane's model in billions of parameters; a backend whose
+    maxParametersBillions is smaller refuses the lane (unless it is in maintenance). Unset: the
+    size is unknown and no backend refuses it."""
+    canary: Canary | None = None
+    """A staged rollout in progress on this lane."""
+
+
+class Canary(Model):
+    """A rollout stage in progress: some of the lane's own traffic goes to a new backend first."""
+
+    backend: Name
+    """The backend under rollout."""
+    projects: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+        default_factory=list, max_length=256
+    )
+    """Projects whose requests go to it first."""
+    percent: int = Field(default=0, ge=0, le=100)
+    """Share of the other projects (sticky by project) whose requests go to it first."""
 
 
 class TagTarget(Model):
@@ -148,9 +167,9 @@ class Routing(Model):
     """Version of the document."""
     kind: Literal["Routing"]
     """Kind of the document."""
-    lanes: list[RoutingLane] = Field(min_length=1, max_length=1000)
-    """Lanes."""
-    backends: list[RoutingBackend] = Field(min_length=1, max_length=1000)
+    lanes: list[RoutingLane] = Field(default_factory=list, max_length=1000)
+    """Lanes (none is valid: every request then gets 404, e.g. while no backend is Ready)."""
+    backends: list[RoutingBackend] = Field(default_factory=list, max_length=1000)
     """Backends the lanes refer to."""
     tags: dict[Annotated[str, Field(max_length=63, pattern=DNS_LABEL)], TagTarget] = Field(
         default_factory=dict
@@ -194,14 +213,18 @@ class Routing(Model):
             for j, ref in enumerate(lane.backends):
                 if ref not in backends:
                     raise ValueError(f"lanes[{i}].backends[{j}]: no backend named {ref!r}")
+            if lane.canary is not None and lane.canary.backend not in backends:
+                raise ValueError(
+                    f"lanes[{i}].canary.backend: no backend named {lane.canary.backend!r}"
+                )
             for name in [n for n in (lane.model, lane.tag) if n is not None] + lane.aliases:
                 claim(name, f"lanes[{i}] ({lane.name})")
         for tag, target in self.tags.items():
             if target.lane not in lanes:
                 raise ValueError(f"tags.{tag}.lane: no lane named {target.lane!r}")
-            if target.backend is not None and target.backend not in lanes[target.lane].backends:
-                raise ValueError(
-                    f"tags.{tag}.backend: lane {target.lane!r} has no backend {target.backend!r}"
-                )
+            # A tag may pin a backend outside the lane's order: a promoted model serves its tag
+            # (with the lane's limits) before it takes any of the lane's default traffic.
+            if target.backend is not None and target.backend not in backends:
+                raise ValueError(f"tags.{tag}.backend: no backend named {target.backend!r}")
             claim(tag, f"tags.{tag}")
         return self

@@ -160,6 +160,8 @@ class RolloutLimits(Model):
     """Highest p95 latency."""
     max_cost_per_request_usd: float | None = Field(default=None, ge=0)
     """Highest mean cost per request."""
+    min_requests: int = Field(default=10, ge=0, le=1_000_000)
+    """Requests a stage must see before it may advance (a breach needs as many to count)."""
 
 
 class RolloutSpec(Model):
@@ -240,6 +242,19 @@ class ResolvedBackend(Model):
     """Why it is unavailable."""
 
 
+class RolloutSample(Model):
+    """The gateway's counters for a model when a rollout stage started (its baseline)."""
+
+    requests: int = Field(default=0, ge=0)
+    """Requests the model's backend was tried for."""
+    errors: int = Field(default=0, ge=0)
+    """Of those, the ones it failed (timeouts, connection errors, 5xx, broken streams)."""
+    cost_usd: float = Field(default=0.0, ge=0)
+    """Cost of its answers."""
+    latency_buckets: dict[str, int] = Field(default_factory=dict)
+    """Cumulative latency histogram buckets (upper bound in seconds -> count)."""
+
+
 class PromotionRecord(Model):
     """A tag moved by promotion."""
 
@@ -255,6 +270,27 @@ class PromotionRecord(Model):
     """When the current stage started soaking."""
     by: str | None = None
     """Who or what promoted it, e.g. gauntlet/qwen3-eval."""
+    rollout_complete: bool = False
+    """Every rollout stage has soaked within limits: the model leads the lane's backends."""
+    baseline: RolloutSample | None = None
+    """The gateway's counters for the model when the current stage started."""
+
+
+class RollbackRecord(Model):
+    """The last rollback of a promotion, manual or automatic."""
+
+    tag: str
+    """The tag that moved back."""
+    from_model_deployment: str
+    """What the tag pointed to before the rollback."""
+    to_model_deployment: str | None = None
+    """What it points to now (unset: the promotion was removed)."""
+    by: str
+    """Who asked: the field manager that set the annotation, or rollout/<stage> when automatic."""
+    reason: str = ""
+    """Why: the annotation's value, or the limit the rollout breached."""
+    time: datetime | None = None
+    """When it happened."""
 
 
 class LaneStatus(StatusBase):
@@ -270,6 +306,8 @@ class LaneStatus(StatusBase):
     """Hash of the routing document written for this lane."""
     applied_config_hash: str | None = None
     """Hash the gateway reports it has loaded; equal to configHash once applied."""
+    last_rollback: RollbackRecord | None = None
+    """The last rollback, with who asked and why."""
 
 
 class Lane(Model):
