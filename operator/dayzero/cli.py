@@ -83,6 +83,10 @@ def _operator(args: argparse.Namespace) -> int:
         workers=args.workers,
         images=images_from_env(),
         provider_urls=tuple(_provider_urls(args.provider_url or [])),
+        routing_configmap=args.routing_configmap,
+        routing_base=args.routing_base,
+        gateways=tuple(args.gateway or ()),
+        namespaces=tuple(args.namespace or ()),
     )
     if args.metrics_port:
         from prometheus_client import start_http_server  # noqa: PLC0415 - only when asked
@@ -308,6 +312,23 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="NAME=URL",
         help="override a provider's API URL, e.g. anthropic=http://127.0.0.1:9000 (repeatable)",
+    )
+    op.add_argument(
+        "--routing-configmap",
+        default=os.environ.get("DAYZERO_ROUTING_CONFIGMAP", "dayzero-system/dayzero-routing"),
+        metavar="NAMESPACE/NAME",
+        help="the ConfigMap the Lanes are rendered into (the gateway mounts it)",
+    )
+    op.add_argument(
+        "--routing-base",
+        metavar="FILE",
+        help="routing document settings (keys, prices, budgets, limits) merged under the Lanes",
+    )
+    op.add_argument(
+        "--gateway",
+        action="append",
+        metavar="URL",
+        help="a gateway whose loaded config hash and metrics are read back (repeatable)",
     )
     op.add_argument("--liveness", help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
     op.add_argument(

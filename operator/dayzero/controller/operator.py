@@ -22,12 +22,15 @@ from ..hub import fetch_model_facts
 from ..kube import Kube
 from ..planner import ModelFacts
 from ..render.modeldeployment import Images
-from . import modeldeployment
+from ..render.routing import DEFAULT_PROVIDER_URLS
+from . import lane, modeldeployment
 from .queue import Key, WorkQueue
 
 log = logging.getLogger(__name__)
 
 GROUP, VERSION = "dayzero.dev", "v1alpha1"
+# The routing document is one object for every Lane: one key reconciles it.
+ROUTING_KEY: Key = ("Routing", "", "routing")
 MANAGED_BY = "app.kubernetes.io/managed-by"
 # Pinned images; images/ holds their Dockerfiles and a test keeps the two in step.
 DEFAULT_IMAGES = Images(
@@ -47,6 +50,21 @@ class OperatorConfig:
     images: Images = DEFAULT_IMAGES
     # Explicit overrides of the providers' API URLs (a proxy, or loopback in tests and the demo).
     provider_urls: tuple[tuple[str, str], ...] = ()
+    # The routing ConfigMap the gateway mounts ("namespace/name"), its document-wide settings,
+    # and the gateways whose loaded config hash and metrics the Lane controller reads back.
+    routing_configmap: str = "dayzero-system/dayzero-routing"
+    routing_base: str | None = None
+    gateways: tuple[str, ...] = ()
+    namespaces: tuple[str, ...] = ()
+
+
+def http_get(url: str) -> str | None:
+    """A gateway's /ready or /metrics, or None when it does not answer 200 in time."""
+    try:
+        resp = httpx.get(url, timeout=2.0, follow_redirects=False)
+    except httpx.HTTPError:
+        return None
+    return resp.text if resp.status_code == 200 else None
 
 
 def images_from_env(base: Images = DEFAULT_IMAGES) -> Images:
@@ -101,13 +119,28 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
             provider_urls=modeldeployment.PROVIDER_URLS | dict(config.provider_urls),
         )
 
+        cm_namespace, _slash, cm_name = config.routing_configmap.rpartition("/")
+        routing = lane.RoutingDeps(
+            kube=kube,
+            configmap_namespace=cm_namespace or "dayzero-system",
+            configmap_name=cm_name,
+            namespaces=config.namespaces,
+            base=lane.load_base(config.routing_base),
+            gateways=config.gateways,
+            provider_urls=DEFAULT_PROVIDER_URLS | dict(config.provider_urls),
+            http_get=http_get,
+        )
+
         def work(key: Key) -> float | None:
-            _kind, namespace, name = key
+            kind, namespace, name = key
+            if kind == "Routing":
+                return lane.reconcile_routing(routing)
             return modeldeployment.reconcile(deps, namespace, name)
 
         memo.kube = kube
         memo.queue = WorkQueue(work, workers=config.workers)
         memo.queue_task = asyncio.create_task(memo.queue.run())
+        memo.queue.add(ROUTING_KEY)
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:
@@ -129,6 +162,11 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
             memo.queue.forget(key)
         else:
             memo.queue.add(key)
+        memo.queue.add(ROUTING_KEY)  # readiness and endpoints feed the routing document
+
+    @kopf.on.event(GROUP, VERSION, "lanes", registry=registry)
+    async def lane_event(*, memo: kopf.Memo, **_: Any) -> None:
+        memo.queue.add(ROUTING_KEY)
 
     def child(meta: Mapping[str, Any], namespace: str | None, memo: kopf.Memo) -> None:
         # Owners, not labels: a shared download Job or cache PVC has several.
