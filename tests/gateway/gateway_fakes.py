@@ -7,12 +7,16 @@ aiohttp fakes behind it, so timeouts, resets and streams are real sockets, never
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import socket
+import struct
+import threading
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Future
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -254,3 +258,178 @@ async def upstreams(*modes: str) -> AsyncIterator[list[FakeUpstream]]:
 
 
 CHAT = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
+
+
+# -- for the official clients (test_gateway_openai_client.py) ----------------------------------
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+TOOL_ARGUMENTS = ['{"city": ', '"Par', 'is"}']  # how OpenAI streams them: in pieces
+TOOL_CALL_ID = "call_weather_1"
+
+
+class ClientUpstream(FakeUpstream):
+    """A fake that answers every field the official clients parse, as OpenAI does.
+
+    On top of FakeUpstream: legacy completions (``text``), embeddings (floats, or base64 float32
+    when the client asks, which openai-python does by default), and tool calls: a request with
+    ``tools`` gets a ``get_weather`` call (streamed as deltas in pieces when ``stream``), and a
+    request that ends with the tool's result gets an answer quoting it.
+    """
+
+    async def _answer(  # noqa: PLR0911 - one return per kind of answer, as in FakeUpstream
+        self, request: web.Request, body: dict[str, Any]
+    ) -> web.StreamResponse:
+        if self.mode != "ok":
+            return await super()._answer(request, body)
+        model = body.get("model", "?")
+        if request.path.endswith("/embeddings"):
+            return web.json_response(embeddings(model, body))
+        if request.path.endswith("/completions") and not request.path.endswith("chat/completions"):
+            return web.json_response(text_completion(model, f"from {self.url}"))
+        messages = body.get("messages") or []
+        if messages and messages[-1].get("role") == "tool":
+            return web.json_response(completion(model, f"it is {messages[-1]['content']}"))
+        if not body.get("tools"):
+            return await super()._answer(request, body)
+        if not body.get("stream"):
+            return web.json_response(tool_call_completion(model))
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for event in tool_call_chunks(model):
+            await resp.write(sse(event))
+        await resp.write(sse("[DONE]"))
+        await resp.write_eof()
+        return resp
+
+
+def text_completion(model: str, text: str) -> dict[str, Any]:
+    return {
+        "id": "cmpl-1",
+        "object": "text_completion",
+        "created": 1,
+        "model": model,
+        "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 2, "completion_tokens": 4, "total_tokens": 6},
+    }
+
+
+def embedding_vector(text: str) -> list[float]:
+    """A deterministic 4-dimensional vector; exact in float32, so base64 round-trips equal."""
+    return [float(len(text)), 0.5, -0.25, 1.0]
+
+
+def embeddings(model: str, body: dict[str, Any]) -> dict[str, Any]:
+    texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+    data = []
+    for i, text in enumerate(texts):
+        vector: Any = embedding_vector(str(text))
+        if body.get("encoding_format") == "base64":
+            vector = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+        data.append({"object": "embedding", "index": i, "embedding": vector})
+    usage = {"prompt_tokens": len(texts), "total_tokens": len(texts)}
+    return {"object": "list", "data": data, "model": model, "usage": usage}
+
+
+def tool_call_completion(model: str) -> dict[str, Any]:
+    call = {
+        "id": TOOL_CALL_ID,
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": "".join(TOOL_ARGUMENTS)},
+    }
+    message = {"role": "assistant", "content": None, "tool_calls": [call]}
+    answer = completion(model)
+    answer["choices"] = [{"index": 0, "message": message, "finish_reason": "tool_calls"}]
+    return answer
+
+
+def tool_call_chunks(model: str) -> list[dict[str, Any]]:
+    """The chunks of a streamed tool call: id and name first, then the arguments in pieces."""
+
+    def event(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        return {
+            "id": "chatcmpl-t",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": model,
+            "choices": [choice],
+        }
+
+    first = {
+        "index": 0,
+        "id": TOOL_CALL_ID,
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": ""},
+    }
+    pieces = [{"index": 0, "function": {"arguments": part}} for part in TOOL_ARGUMENTS]
+    return [
+        event({"role": "assistant", "content": None, "tool_calls": [first]}),
+        *(event({"tool_calls": [piece]}) for piece in pieces),
+        event({}, "tool_calls"),
+    ]
+
+
+@dataclass
+class Background:
+    """A gateway and its fakes served from a thread of their own, for blocking (sync) clients."""
+
+    gateway: Running
+    fakes: list[FakeUpstream]
+    loop: asyncio.AbstractEventLoop
+    stop: asyncio.Event
+
+    @property
+    def url(self) -> str:
+        return self.gateway.url
+
+
+@contextmanager
+def in_background(
+    fakes: list[FakeUpstream],
+    make_doc: Callable[[list[FakeUpstream]], dict[str, Any]],
+    tmp: Path,
+    **kwargs: Any,
+) -> Iterator[Background]:
+    """Serve ``make_doc(fakes)`` on a loop in a daemon thread until the block ends."""
+    ready: Future[Background] = Future()
+
+    async def main() -> None:
+        for fake in fakes:
+            await fake.start()
+        try:
+            async with serve(make_doc(fakes), tmp, **kwargs) as gw:
+                bg = Background(gw, fakes, asyncio.get_running_loop(), asyncio.Event())
+                ready.set_result(bg)
+                await bg.stop.wait()
+        finally:
+            for fake in fakes:
+                await fake.stop()
+
+    def thread_main() -> None:
+        try:
+            asyncio.run(main())
+        except BaseException as e:
+            if ready.done():
+                raise
+            ready.set_exception(e)
+
+    thread = threading.Thread(target=thread_main, name="gateway", daemon=True)
+    thread.start()
+    bg = ready.result(timeout=2)
+    try:
+        yield bg
+    finally:
+        bg.loop.call_soon_threadsafe(bg.stop.set)
+        thread.join(timeout=2)
+        assert not thread.is_alive(), "the background gateway did not stop"
