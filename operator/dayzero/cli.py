@@ -239,6 +239,68 @@ def _add_plan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 # -- end of dayzero plan -------------------------------------------------------------------------
 
 
+# -- dayzero lane --------------------------------------------------------------------------------
+
+
+def _lane(args: argparse.Namespace) -> int:
+    """``dayzero lane promote|rollback``: an annotation the operator consumes and removes."""
+    from .controller.lane import (  # noqa: PLC0415 - only this command needs the client
+        PROMOTE_ANNOTATION,
+        REQUESTED_BY_ANNOTATION,
+        ROLLBACK_ANNOTATION,
+    )
+    from .kube import Kube, KubeError  # noqa: PLC0415
+
+    by = args.by or os.environ.get("USER") or "dayzero-cli"
+    if args.action == "promote":
+        if not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", args.tag or ""):
+            print(f"dayzero lane: error: tag: {args.tag!r} is not a DNS label", file=sys.stderr)
+            return 2
+        ask = {PROMOTE_ANNOTATION: f"{args.tag}={args.model_deployment}"}
+    else:
+        ask = {ROLLBACK_ANNOTATION: args.reason or "asked from the command line"}
+    try:
+        kube = Kube.from_config(args.kubeconfig)
+    except KubeError as exc:
+        print(f"dayzero lane: error: --kubeconfig: {exc.message}", file=sys.stderr)
+        return 1
+    try:
+        kube.patch(
+            "Lane",
+            args.namespace,
+            args.lane,
+            {"metadata": {"annotations": {**ask, REQUESTED_BY_ANNOTATION: by}}},
+        )
+    except KubeError as exc:
+        print(f"dayzero lane: error: lane {args.namespace}/{args.lane}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        kube.close()
+    print(f"lane {args.namespace}/{args.lane}: {args.action} requested by {by}")
+    return 0
+
+
+def _add_lane_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("lane", help="promote a model to a lane's tag, or roll the last one back")
+    actions = p.add_subparsers(dest="action", required=True)
+    promote = actions.add_parser("promote", help="point TAG of LANE at a ModelDeployment")
+    promote.add_argument("lane")
+    promote.add_argument("tag")
+    promote.add_argument("model_deployment", metavar="MODELDEPLOYMENT")
+    rollback = actions.add_parser(
+        "rollback", help="restore the previous model of the last promotion"
+    )
+    rollback.add_argument("lane")
+    rollback.add_argument("--reason", help="why, shown in the Lane's Event and status")
+    for action in (promote, rollback):
+        action.add_argument("-n", "--namespace", default="default")
+        action.add_argument(
+            "--kubeconfig", help="kubeconfig file; default in-cluster, then $KUBECONFIG"
+        )
+        action.add_argument("--by", help="who asks (default $USER), shown in the Event")
+        action.set_defaults(handler=_lane)
+
+
 # -- dayzero gateway -----------------------------------------------------------------------------
 
 
@@ -338,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     op.set_defaults(handler=_operator)
 
     _add_plan_parser(sub)
+    _add_lane_parser(sub)
     _add_gateway_parser(sub)
 
     version = sub.add_parser("version", help="print the version")

@@ -105,7 +105,15 @@ class Kube:
         try:
             k8s_config.load_incluster_config(client_configuration=configuration)
         except k8s_config.ConfigException:
-            k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+            try:
+                k8s_config.load_kube_config(
+                    config_file=kubeconfig, client_configuration=configuration
+                )
+            except (k8s_config.ConfigException, OSError) as exc:
+                where = kubeconfig or "$KUBECONFIG or ~/.kube/config"
+                why = f"no cluster: not in a pod, and {where}: {exc}"
+                raise KubeError(0, "NoConfig", why) from None
+
         return cls(k8s.ApiClient(configuration))
 
     def close(self) -> None:
