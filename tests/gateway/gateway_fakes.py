@@ -433,3 +433,394 @@ def in_background(
         bg.loop.call_soon_threadsafe(bg.stop.set)
         thread.join(timeout=2)
         assert not thread.is_alive(), "the background gateway did not stop"
+
+
+# -- Ollama and Anthropic fakes: the native protocols, as the real servers write them ------------
+
+OLLAMA_AT = "2025-05-04T17:37:44.706015396Z"
+OLLAMA_DETAILS = {
+    "parent_model": "",
+    "format": "gguf",
+    "family": "llama",
+    "families": ["llama"],
+    "parameter_size": "1.2B",
+    "quantization_level": "Q8_0",
+}
+OLLAMA_DIGEST = "baf6a787fdffd633537aa2eb51cfd54cb93ff08e28040095462bb63daf552878"
+OLLAMA_TIMINGS = {
+    "total_duration": 4883583458,
+    "load_duration": 1334875,
+    "prompt_eval_count": 11,
+    "prompt_eval_duration": 342546000,
+    "eval_count": 4,
+    "eval_duration": 4535599000,
+}
+CITY_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "description": "The city"}},
+            "required": ["city"],
+        },
+    },
+}
+
+
+def ndjson(data: dict[str, Any]) -> bytes:
+    return json.dumps(data).encode() + b"\n"
+
+
+def anthropic_event(data: dict[str, Any]) -> bytes:
+    return f"event: {data['type']}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+@dataclass
+class FakeOllama(FakeUpstream):
+    """An Ollama server's native API: /api/chat and /api/generate (JSON, or NDJSON streams, the
+    default), /api/embed, /api/tags, /api/ps, /api/version.
+
+    ``mode``: ok, slow (every path), 500, garbage, not_found (a model not pulled), error_first and
+    error_mid (a 200 stream whose first or second line is Ollama's ``{"error": ...}``). A chat
+    request with tools is answered with one call of its first tool, ``{"city": "Paris"}``.
+    """
+
+    text: str = "hello from ollama"
+    paths: list[str] = field(default_factory=list)
+    loaded: str = "llama3.2:1b"
+
+    async def _answer(  # noqa: PLR0911 - one return per behaviour reads best in a fake
+        self, request: web.Request, body: dict[str, Any]
+    ) -> web.StreamResponse:
+        self.paths.append(request.path)
+        mode = self.mode
+        if mode == "slow":
+            await asyncio.sleep(30)
+        if request.path == "/api/version":
+            return web.json_response({"version": "0.12.6"})
+        if request.path in ("/api/tags", "/api/ps"):
+            return self._models(request.path)
+        if mode == "500":
+            return web.json_response({"error": "llama runner process has terminated"}, status=500)
+        if mode == "garbage":
+            return web.Response(text="<html>not json</html>", content_type="text/html")
+        model = body.get("model", "")
+        if mode == "not_found":
+            error = f'model "{model}" not found, try pulling it first'
+            return web.json_response({"error": error}, status=404)
+        if request.path == "/api/embed":
+            inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+            vectors = [[0.1, 0.2, float(i)] for i in range(len(inputs))]
+            return web.json_response(
+                {
+                    "model": model,
+                    "embeddings": vectors,
+                    "total_duration": 14143917,
+                    "load_duration": 1019500,
+                    "prompt_eval_count": 8,
+                }
+            )
+        return await self._generate(request, body, chat=request.path == "/api/chat")
+
+    async def _generate(
+        self, request: web.Request, body: dict[str, Any], *, chat: bool
+    ) -> web.StreamResponse:
+        model = body.get("model", "")
+        pieces = self._pieces(body, chat=chat)
+        final = {"model": model, "created_at": OLLAMA_AT, "done": True, "done_reason": "stop"}
+        final.update(OLLAMA_TIMINGS)
+        if chat:
+            final["message"] = {"role": "assistant", "content": ""}
+        else:
+            final["response"] = ""
+        if body.get("stream") is False:
+            whole = dict(final)
+            if chat:
+                calls = [c for p in pieces for c in p.get("tool_calls", [])]
+                message = {"role": "assistant", "content": "".join(p["content"] for p in pieces)}
+                whole["message"] = {**message, **({"tool_calls": calls} if calls else {})}
+            else:
+                whole["response"] = "".join(p["content"] for p in pieces)
+                whole["context"] = [1, 2, 3]
+            return web.json_response(whole)
+        resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await resp.prepare(request)
+        lines = [
+            {
+                "model": model,
+                "created_at": OLLAMA_AT,
+                **({"message": {"role": "assistant", **p}} if chat else {"response": p["content"]}),
+                "done": False,
+            }
+            for p in pieces
+        ]
+        error = {"error": "llama runner process has terminated"}
+        if self.mode == "error_first":
+            lines = [error]
+        elif self.mode == "error_mid":
+            lines = [lines[0], error]
+        else:
+            lines.append(final)
+        for i, line in enumerate(lines):
+            if i and self.mode == "error_mid":
+                await asyncio.sleep(0.05)  # the first line reaches the client alone
+            await resp.write(ndjson(line))
+        await resp.write_eof()
+        return resp
+
+    def _pieces(self, body: dict[str, Any], *, chat: bool) -> list[dict[str, Any]]:
+        tools = body.get("tools") or []
+        if chat and tools:
+            name = tools[0]["function"]["name"]
+            call = {"function": {"name": name, "arguments": {"city": "Paris"}}}
+            return [{"content": "", "tool_calls": [call]}]
+        words = self.text.split(" ")
+        return [{"content": w + (" " if i < len(words) - 1 else "")} for i, w in enumerate(words)]
+
+    def _models(self, path: str) -> web.Response:
+        if self.mode == "500":
+            return web.json_response({"error": "unavailable"}, status=500)
+        entry: dict[str, Any] = {
+            "name": self.loaded,
+            "model": self.loaded,
+            "size": 1321098329,
+            "digest": OLLAMA_DIGEST,
+            "details": OLLAMA_DETAILS,
+        }
+        if path == "/api/tags":
+            entry["modified_at"] = "2025-05-04T17:37:44.706015396-07:00"
+        else:
+            entry.update(
+                expires_at="2025-05-04T18:37:44.706015396-07:00",
+                size_vram=1321098329,
+                context_length=4096,
+            )
+        return web.json_response({"models": [entry]})
+
+
+@dataclass
+class FakeAnthropic(FakeUpstream):
+    """Anthropic's Messages API: ``POST /v1/messages``, a message or its typed SSE events.
+
+    Checks what the real one checks first (a key, ``anthropic-version``, ``max_tokens``).
+    ``mode``: ok, slow, 500, overloaded (529), bad_request (400 invalid_request_error),
+    error_first and error_mid (an ``error`` event first, or after ``message_start``). A request
+    with tools is answered with a text block and a ``tool_use`` of its first tool, whose input
+    streams as ``input_json_delta`` fragments.
+    """
+
+    text: str = "hello from claude"
+
+    async def _answer(  # noqa: PLR0911 - one return per behaviour reads best in a fake
+        self, request: web.Request, body: dict[str, Any]
+    ) -> web.StreamResponse:
+        # The API takes the key as x-api-key or (what anthropic-python 2.x sends) a bearer token.
+        if not (request.headers.get("x-api-key") or request.headers.get("authorization")):
+            return _anthropic_error(401, "authentication_error", "x-api-key header is required")
+        version = request.headers.get("anthropic-version", "")  # a date: 2023-06-01 or later
+        if not (len(version) == 10 and version.replace("-", "").isdigit()):
+            return _anthropic_error(400, "invalid_request_error", "anthropic-version is required")
+        if "max_tokens" not in body:
+            return _anthropic_error(400, "invalid_request_error", "max_tokens: Field required")
+        mode = self.mode
+        if mode == "slow":
+            await asyncio.sleep(30)
+        if mode == "500":
+            return _anthropic_error(500, "api_error", "Internal server error")
+        if mode == "overloaded":
+            return _anthropic_error(529, "overloaded_error", "Overloaded")
+        if mode == "bad_request":
+            return _anthropic_error(400, "invalid_request_error", "prompt is too long")
+        model = body["model"]
+        tools = body.get("tools") or []
+        blocks: list[dict[str, Any]] = [{"type": "text", "text": self.text}]
+        if tools:
+            blocks.append(
+                {
+                    "type": "tool_use",
+                    "id": "toolu_01A09q90qw90lq917835lq9",
+                    "name": tools[0]["name"],
+                    "input": {"city": "Paris"},
+                }
+            )
+        stop = "tool_use" if tools else "end_turn"
+        usage = {
+            "input_tokens": 12,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "output_tokens": 6,
+        }
+        message = {
+            "id": "msg_01XFDUDYJgAACzvnptvVoYEL",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": blocks,
+            "stop_reason": stop,
+            "stop_sequence": None,
+            "usage": usage,
+        }
+        if not body.get("stream"):
+            return web.json_response(message, headers={"request-id": "req_1"})
+        resp = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await resp.prepare(request)
+        for event in _anthropic_events(message, mode):
+            if event["type"] == "error" and mode == "error_mid":
+                await asyncio.sleep(0.05)  # message_start reaches the client alone
+            await resp.write(anthropic_event(event))
+        await resp.write_eof()
+        return resp
+
+
+def _anthropic_error(status: int, kind: str, message: str) -> web.Response:
+    body = {"type": "error", "error": {"type": kind, "message": message}, "request_id": "req_1"}
+    return web.json_response(body, status=status)
+
+
+def _anthropic_events(message: dict[str, Any], mode: str) -> list[dict[str, Any]]:
+    """The event sequence of ``message`` as Anthropic streams it."""
+    error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    if mode == "error_first":
+        return [error]
+    start = {
+        **message,
+        "content": [],
+        "stop_reason": None,
+        "usage": {**message["usage"], "output_tokens": 1},
+    }
+    events: list[dict[str, Any]] = [{"type": "message_start", "message": start}]
+    if mode == "error_mid":
+        return [*events, error]
+    for index, block in enumerate(message["content"]):
+        if block["type"] == "text":
+            events.append(
+                {
+                    "type": "content_block_start",
+                    "index": index,
+                    "content_block": {"type": "text", "text": ""},
+                }
+            )
+            if index == 0:
+                events.append({"type": "ping"})
+            for word in block["text"].split(" "):
+                delta = {"type": "text_delta", "text": word + " "}
+                events.append({"type": "content_block_delta", "index": index, "delta": delta})
+        else:
+            events.append(
+                {
+                    "type": "content_block_start",
+                    "index": index,
+                    "content_block": {**block, "input": {}},
+                }
+            )
+            text = json.dumps(block["input"])
+            for fragment in ("", text[:5], text[5:]):
+                delta = {"type": "input_json_delta", "partial_json": fragment}
+                events.append({"type": "content_block_delta", "index": index, "delta": delta})
+        events.append({"type": "content_block_stop", "index": index})
+    events.append(
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+            "usage": {"output_tokens": message["usage"]["output_tokens"]},
+        }
+    )
+    events.append({"type": "message_stop"})
+    return events
+
+
+@asynccontextmanager
+async def fakes(*specs: FakeUpstream) -> AsyncIterator[list[FakeUpstream]]:
+    """Start the given fakes (any kind) for the block."""
+    for fake in specs:
+        await fake.start()
+    try:
+        yield list(specs)
+    finally:
+        for fake in specs:
+            await fake.stop()
+
+
+ANTHROPIC_KEY_ENV = "DAYZERO_TEST_ANTHROPIC_KEY"
+"""The environment variable the Anthropic test backends read their key from."""
+
+
+def ollama_backend(name: str, url: str, **extra: Any) -> dict[str, Any]:
+    """A routing document's Ollama backend entry."""
+    return {
+        "name": name,
+        "kind": "ollama",
+        "url": url,
+        "model": "llama3.2:1b",
+        "timeoutSeconds": 1,
+        **extra,
+    }
+
+
+def anthropic_backend(name: str, url: str, **extra: Any) -> dict[str, Any]:
+    """A routing document's Anthropic backend entry (its key from ``ANTHROPIC_KEY_ENV``)."""
+    return {
+        "name": name,
+        "kind": "anthropic",
+        "url": url,
+        "model": "claude-fake-1",
+        "timeoutSeconds": 1,
+        "apiKeyRef": {"env": ANTHROPIC_KEY_ENV},
+        **extra,
+    }
+
+
+def with_fallback(entry: dict[str, Any], plain_url: str) -> dict[str, Any]:
+    """A document with lane ``chat`` over ``entry`` then an OpenAI backend ``p``, and lane
+    ``alone`` over ``entry`` only."""
+    return document(
+        [entry, {"name": "p", "url": plain_url}],
+        lanes=[
+            {"name": "chat", "model": "chat", "backends": [entry["name"], "p"]},
+            {"name": "alone", "model": "alone", "backends": [entry["name"]]},
+        ],
+    )
+
+
+def sse_events(body: bytes) -> list[Any]:
+    """The ``data:`` payloads of an SSE body: JSON objects, or the ``[DONE]`` string."""
+    out: list[Any] = []
+    for event in body.decode().split("\n\n"):
+        for line in event.split("\n"):
+            if line.startswith("data: "):
+                data = line[6:]
+                out.append(data if data == "[DONE]" else json.loads(data))
+    return out
+
+
+@dataclass
+class FakeOpenAIStream(FakeUpstream):
+    """FakeUpstream whose chat streams end as OpenAI's do: a role chunk, content, a
+    ``finish_reason`` chunk, the usage chunk when asked for, then ``[DONE]``."""
+
+    async def _answer(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        if self.mode != "ok" or not body.get("stream") or "messages" not in body:
+            return await super()._answer(request, body)
+        head = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1}
+        head["model"] = body.get("model", "?")
+        steps: list[tuple[dict[str, Any], str | None]] = [
+            ({"role": "assistant", "content": ""}, None),
+            ({"content": "one "}, None),
+            ({"content": "two"}, None),
+            ({}, "stop"),
+        ]
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for delta, finish in steps:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish}
+            await resp.write(sse({**head, "choices": [choice]}))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            usage = {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
+            await resp.write(sse({**head, "choices": [], "usage": usage}))
+        await resp.write(sse("[DONE]"))
+        await resp.write_eof()
+        return resp

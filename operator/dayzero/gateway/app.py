@@ -1,9 +1,12 @@
-"""The gateway's ASGI app: OpenAI-compatible endpoints in front of ordered, guarded backends.
+"""The gateway's ASGI app: OpenAI and Ollama endpoints in front of ordered, guarded backends.
 
 A request reads the routing snapshot once, is authenticated, routed to a lane, admitted by the
-lane's concurrency, and tried on the lane's backends in order (skipping open circuits) until one
-answers. Everything it did ends as one JSON log line and one increment of the request counter.
-The app is plain ASGI (no framework): the hot path is a dictionary lookup and a byte copy.
+lane's concurrency, and tried on the lane's backends in order (skipping open circuits and
+backends too small for the lane's model) until one answers. Everything it did ends as one JSON
+log line and one increment of the request counter. The core speaks OpenAI: an Ollama client's
+request is translated to OpenAI on the way in and the (OpenAI-shaped) answer back on the way
+out, so every protocol shares one routing, fallback and metrics path. The app is plain ASGI (no
+framework): for an OpenAI client the hot path is a dictionary lookup and a byte copy.
 """
 
 from __future__ import annotations
@@ -17,23 +20,50 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from dayzero.api.routing import RoutingBackend, RoutingLane
+from dayzero.api.routing import Routing, RoutingBackend, RoutingLane
 
 from .auth import Principal, bearer
-from .backends import Backend, BackendError, OpenAIBackend, Reply, StreamReply, UpstreamRequest
+from .backends import (
+    AnthropicBackend,
+    Backend,
+    BackendError,
+    OllamaBackend,
+    OpenAIBackend,
+    Reply,
+    StreamReply,
+    UpstreamRequest,
+)
 from .backends.base import Endpoint
+from .backends.transport import openai_usage
 from .breaker import Breakers
 from .concurrency import Limiter
 from .config import POLL_SECONDS, ConfigWatcher, Snapshot, host_of
 from .errors import GatewayError, invalid
 from .headers import Trace, clean, trace_from
 from .metrics import Metrics
-from .routing import Route, choose, names
+from .routing import Route, choose, names, selectors, size_denial
+from .translate import (
+    ChatStreamOpenAIToOllama,
+    GenerateStreamOpenAIToOllama,
+    OllamaModel,
+    StreamPipe,
+    TranslationError,
+    chat_request_ollama_to_openai,
+    chat_response_openai_to_ollama,
+    embed_request_ollama_to_openai,
+    embed_response_openai_to_ollama,
+    encode_ndjson,
+    generate_request_ollama_to_openai,
+    generate_response_openai_to_ollama,
+    models_from_ollama,
+    ollama_ps,
+    ollama_tags,
+)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -49,36 +79,33 @@ ENDPOINTS: dict[str, Endpoint] = {
     "/v1/completions": "completions",
     "/v1/embeddings": "embeddings",
 }
+OllamaAPI = Literal["chat", "generate", "embed"]
+OLLAMA_ENDPOINTS: dict[str, OllamaAPI] = {
+    "/api/chat": "chat",
+    "/api/generate": "generate",
+    "/api/embed": "embed",
+}
+OLLAMA_VERSION = "0.12.6"
+"""What ``/api/version`` answers: the Ollama API whose shapes the gateway speaks."""
 _SSE_EVENT_MAX = 1 << 20
-
-
-class UnsupportedBackend:
-    """A backend kind this gateway build cannot speak yet: always fails over."""
-
-    def __init__(self, spec: RoutingBackend) -> None:
-        self.name = spec.name
-        self.host = host_of(spec.url)
-        self._kind = spec.kind
-
-    async def send(self, request: UpstreamRequest) -> Reply | StreamReply:
-        """Fail over at once."""
-        raise BackendError("unsupported", f"backend kind {self._kind} is not implemented yet")
 
 
 def default_backend(
     spec: RoutingBackend, session: aiohttp.ClientSession, token: str | None
 ) -> Backend:
-    """The backend for one entry of the document; the seam where Ollama and Anthropic plug in."""
-    if spec.kind in ("openai", "provider"):
-        return OpenAIBackend(
-            spec.name,
-            spec.url,
-            host_of(spec.url),
-            session=session,
-            timeout_seconds=spec.timeout_seconds,
-            token=token,
-        )
-    return UnsupportedBackend(spec)
+    """The backend for one entry of the document, by the API its host speaks."""
+    kinds: dict[str, Callable[..., Backend]] = {
+        "ollama": OllamaBackend,
+        "anthropic": AnthropicBackend,
+    }
+    return kinds.get(spec.kind, OpenAIBackend)(
+        spec.name,
+        spec.url,
+        host_of(spec.url),
+        session=session,
+        timeout_seconds=spec.timeout_seconds,
+        token=token,
+    )
 
 
 @dataclass
@@ -191,24 +218,29 @@ class Gateway:
             return
         path: str = scope["path"]
         method: str = scope["method"]
-        if path in ENDPOINTS:
+        ollama = path.startswith("/api/")
+        if path in ENDPOINTS or path in OLLAMA_ENDPOINTS:
             if method != "POST":
-                await _send_error(send, GatewayError(405, f"{path} takes POST"), None)
+                await _send_error(send, GatewayError(405, f"{path} takes POST"), None, ollama)
                 return
-            await self._proxy(ENDPOINTS[path], scope, receive, send)
+            await self._proxy(path, scope, receive, send)
             return
         gets: dict[str, Callable[[Scope, Send], Awaitable[None]]] = {
             "/v1/models": self._models,
             "/v1/models/status": self._status,
+            "/api/tags": self._ollama_tags,
+            "/api/ps": self._ollama_ps,
+            "/api/version": self._ollama_version,
             "/health": self._health,
             "/ready": self._ready_check,
             "/metrics": self._metrics,
         }
         handler = gets.get(path)
         if handler is None:
-            await _send_error(send, GatewayError(404, "no such endpoint", code="not_found"), None)
+            error = GatewayError(404, "no such endpoint", code="not_found")
+            await _send_error(send, error, None, ollama)
         elif method not in ("GET", "HEAD"):
-            await _send_error(send, GatewayError(405, f"{path} takes GET"), None)
+            await _send_error(send, GatewayError(405, f"{path} takes GET"), None, ollama)
         else:
             await handler(scope, send)
 
@@ -264,6 +296,8 @@ class Gateway:
                     "kind": b.kind,
                     "url": b.url,
                     "paid": b.paid,
+                    "maxParametersBillions": b.max_parameters_billions,
+                    "maintenance": b.maintenance,
                     "health": "down" if breaker.state == "open" else "up",
                     "circuit": breaker.state,
                     "consecutiveFailures": breaker.failures,
@@ -279,6 +313,7 @@ class Gateway:
                 "tag": lane.tag,
                 "mode": lane.mode,
                 "backends": lane.backends,
+                "parametersBillions": lane.parameters_billions,
                 "inFlight": self.limiter.in_flight(lane.name),
                 "reserved": lane.concurrency.reserved,
                 "max": lane.concurrency.max,
@@ -292,6 +327,68 @@ class Gateway:
             "backends": backends,
             "tags": {tag: t.to_wire() for tag, t in snapshot.doc.tags.items()},
         }
+
+    async def _ollama_tags(self, scope: Scope, send: Send) -> None:
+        """Every name the key may use, as Ollama lists the models it has."""
+        snapshot, _ = self._state
+        principal = self._authenticate(snapshot, scope, send)
+        if isinstance(principal, GatewayError):
+            await _send_error(send, principal, None, ollama=True)
+            return
+        models = [
+            OllamaModel(name=name, parameter_size=_size_text(lane.parameters_billions))
+            for name, lane in selectors(snapshot.doc)
+            if principal.may_use(lane.name)
+        ]
+        await _send_json(send, 200, ollama_tags(models))
+
+    async def _ollama_ps(self, scope: Scope, send: Send) -> None:
+        """The models loaded on the Ollama backends of the key's lanes, each marked with its
+        backend; hosts that do not answer in time are skipped and named in ``unreachable``."""
+        snapshot, backends = self._state
+        principal = self._authenticate(snapshot, scope, send)
+        if isinstance(principal, GatewayError):
+            await _send_error(send, principal, None, ollama=True)
+            return
+        used = {
+            name
+            for lane in snapshot.doc.lanes
+            if principal.may_use(lane.name)
+            for name in lane.backends
+        }
+        specs = [b for b in snapshot.doc.backends if b.kind == "ollama" and b.name in used]
+        results = await asyncio.gather(*(self._loaded(backends.get(b.name)) for b in specs))
+        models: list[OllamaModel] = []
+        marks: list[str] = []
+        unreachable = []
+        for spec, result in zip(specs, results, strict=True):
+            if isinstance(result, str):
+                unreachable.append({"backend": spec.name, "error": result})
+                continue
+            models += result
+            marks += [spec.name] * len(result)
+        body = ollama_ps(models)
+        for entry, backend in zip(body["models"], marks, strict=True):
+            entry["backend"] = backend
+        body["unreachable"] = unreachable
+        await _send_json(send, 200, body)
+
+    async def _loaded(self, backend: Backend | None) -> list[OllamaModel] | str:
+        """The models ``backend`` has loaded, or why they are unknown (no dial to an open
+        circuit: a status read must not wait on a host known to be down)."""
+        if not isinstance(backend, OllamaBackend):
+            return "not an Ollama backend"
+        if self.breakers.get(backend.host).state == "open":
+            return "circuit open"
+        try:
+            return models_from_ollama(await backend.ps())
+        except BackendError as e:
+            return str(e)
+        except TranslationError as e:
+            return f"bad_response: {e}"
+
+    async def _ollama_version(self, scope: Scope, send: Send) -> None:
+        await _send_json(send, 200, {"version": OLLAMA_VERSION})
 
     async def _health(self, scope: Scope, send: Send) -> None:
         await _send_json(send, 200, {"status": "ok"})
@@ -318,10 +415,13 @@ class Gateway:
 
     # -- the proxied endpoints ---------------------------------------------------------------------
 
-    async def _proxy(self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _proxy(self, path: str, scope: Scope, receive: Receive, send: Send) -> None:
+        api = OLLAMA_ENDPOINTS.get(path)
+        client = _OllamaClient(api) if api is not None else None
         headers = _headers(scope)
         trace = trace_from(headers.get("traceparent"))
-        outcome = Outcome(endpoint=endpoint, trace=trace, started=time.monotonic())
+        label = ENDPOINTS[path] if client is None else f"api/{client.api}"
+        outcome = Outcome(endpoint=label, trace=trace, started=time.monotonic())
         outcome.intent = clean(headers.get("x-dayzero-intent"))
         snapshot, backends = self._state
         sent = _SentTracker(send)
@@ -334,20 +434,26 @@ class Gateway:
             if not snapshot.keys.enabled:
                 # Without keys the project is the client's word for it (sanitized, label-capped).
                 outcome.project = clean(headers.get("x-dayzero-project")) or principal.project
-            request = _parse(endpoint, body)
+            if client is None:
+                endpoint = ENDPOINTS[path]
+                request = _parse(endpoint, body)
+                model = request.get("model")
+            else:
+                endpoint, request = client.request(body)
+                model = _ollama_selector(snapshot.doc, request["model"])
             if snapshot.doc.log_prompts:
                 outcome.prompt = request
-            route = choose(snapshot.doc, request.get("model"), clean(headers.get("x-dayzero-lane")))
+            route = choose(snapshot.doc, model, clean(headers.get("x-dayzero-lane")))
             outcome.lane = route.lane.name
             outcome.model = route.lane.model or route.lane.tag or route.lane.name
             _admit(principal, route.lane)
-            call = _Call(snapshot, backends, route, request, sent, outcome)
+            call = _Call(snapshot, backends, route, endpoint, request, sent, outcome, client)
             await self._serve_guarded(call, receive)
         except GatewayError as e:
             outcome.status = e.status
             outcome.error = e.message
             if not sent.started:
-                await _send_error(sent, e, outcome)
+                await _send_error(sent, e, outcome, ollama=client is not None)
         except asyncio.CancelledError:
             outcome.status = 499
             outcome.error = "client disconnected"
@@ -384,6 +490,8 @@ class Gateway:
         outcome.model = spec.model or outcome.model
         outcome.provider_tier = "paid" if spec.paid else "local"
         extra = [(b"x-dayzero-backend", spec.name.encode())]
+        if call.client is not None:
+            reply = call.client.answer(reply, str(call.request["model"]), outcome.started)
         if isinstance(reply, Reply):
             outcome.status = reply.status
             outcome.usage = reply.usage or {}
@@ -405,28 +513,32 @@ class Gateway:
                 ],
             }
         )
-        usage = _UsageScanner()
-        usage.feed(reply.first)
+        # A relayed stream is scanned for its usage chunk; a translated one counts its own.
+        scanner = _UsageScanner() if reply.usage is None else None
+        if scanner is not None:
+            scanner.feed(reply.first)
         await send({"type": "http.response.body", "body": reply.first, "more_body": True})
         stats = self.stats.setdefault(spec.name, BackendStats())
         stats.in_flight += 1
         try:
-            await self._pump(reply.rest, send, usage, outcome, spec.name)
+            await self._pump(reply.rest, send, scanner, call)
         finally:
             stats.in_flight -= 1
-            outcome.usage = usage.usage or {}
+            outcome.usage = (scanner.usage if scanner is not None else reply.usage) or {}
 
     async def _pump(
         self,
         rest: AsyncGenerator[bytes, None],
         send: Send,
-        usage: _UsageScanner,
-        outcome: Outcome,
-        backend: str,
+        scanner: _UsageScanner | None,
+        call: _Call,
     ) -> None:
+        outcome = call.outcome
+        backend = outcome.backend or "-"
         try:
             async for chunk in rest:
-                usage.feed(chunk)
+                if scanner is not None:
+                    scanner.feed(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except BackendError as e:
             # Bytes already reached the client: no failover, end the stream with an error event.
@@ -434,7 +546,8 @@ class Gateway:
             outcome.fallback_reason = "midstream_" + e.reason
             self.stats.setdefault(backend, BackendStats()).last_error = str(e)
             err = GatewayError(502, f"backend {backend} failed mid-stream: {e}", code=e.reason)
-            await send({"type": "http.response.body", "body": err.sse_event(), "more_body": True})
+            event = err.sse_event() if call.client is None else call.client.error_line(err)
+            await send({"type": "http.response.body", "body": event, "more_body": True})
         finally:
             await rest.aclose()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -453,18 +566,21 @@ class Gateway:
         specs = [b for b in specs if not b.paid] + [
             b for b in specs if b.paid and lane.paid_fallback.enabled
         ]
-        failures: list[str] = []
-        reasons: list[str] = []
+        tried = _Tried(lane)
         for spec in specs:
+            denial = size_denial(lane, spec)
+            if denial is not None:  # no dial: the host is too small for the lane's model
+                tried.add(spec.name, "denied_size", f"denied_size: {denial}")
+                self.metrics.fallbacks.labels(lane.name, spec.name, "denied_size").inc()
+                continue
             backend = backends[spec.name]
             breaker = self.breakers.get(backend.host)
             if not breaker.allow(lane.circuit_breaker.open_seconds):
-                failures.append(f"{spec.name}: circuit open")
-                reasons.append("circuit_open")
+                tried.add(spec.name, "circuit_open", "circuit open")
                 continue
             probe = breaker.state == "half_open"
             upstream = UpstreamRequest(
-                endpoint=_endpoint(outcome.endpoint),
+                endpoint=call.endpoint,
                 body={**request, "model": spec.model or lane.model or request.get("model")},
                 stream=bool(request.get("stream")),
                 headers={"traceparent": outcome.trace.traceparent},
@@ -476,11 +592,13 @@ class Gateway:
             except BackendError as e:
                 if e.trips_breaker:
                     breaker.failure(lane.circuit_breaker.consecutive_timeouts, str(e), probe=probe)
+                elif not e.dialed:
+                    if probe:  # nothing was learned about the host: let another request probe
+                        breaker.abandon()
                 else:
                     breaker.success()
                 stats.last_error = str(e)
-                failures.append(f"{spec.name}: {e}")
-                reasons.append(e.reason)
+                tried.add(spec.name, e.reason, str(e), e.param)
                 self.metrics.fallbacks.labels(lane.name, spec.name, e.reason).inc()
                 continue
             except BaseException:
@@ -491,27 +609,11 @@ class Gateway:
                 stats.in_flight -= 1
             breaker.success()
             stats.last_ok = time.time()
-            if reasons:
-                outcome.fallback_reason = reasons[0]
+            if tried.reasons:
+                outcome.fallback_reason = tried.reasons[0]
             return reply, spec
-        outcome.fallback_reason = reasons[0] if reasons else "none"
-        if reasons and all(r == "circuit_open" for r in reasons):
-            retry = max(1, math.ceil(lane.circuit_breaker.open_seconds))
-            raise GatewayError(
-                503,
-                f"every backend of lane {lane.name!r} is unavailable: " + "; ".join(failures),
-                code="circuit_open",
-                headers={"Retry-After": str(retry)},
-            )
-        if reasons and all(r == "timeout" for r in reasons):
-            raise GatewayError(
-                504, f"every backend of lane {lane.name!r} timed out: " + "; ".join(failures)
-            )
-        raise GatewayError(
-            502,
-            f"every backend of lane {lane.name!r} failed: " + "; ".join(failures or ["none"]),
-            code="upstream_failed",
-        )
+        outcome.fallback_reason = tried.reasons[0] if tried.reasons else "none"
+        raise tried.error()
 
     # -- the request's record --------------------------------------------------------------------
 
@@ -566,6 +668,49 @@ class Gateway:
 # -- helpers ------------------------------------------------------------------------------------
 
 
+@dataclass
+class _Tried:
+    """Why each backend tried for a request did not answer, in order."""
+
+    lane: RoutingLane
+    failures: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    params: list[str] = field(default_factory=list)
+
+    def add(self, backend: str, reason: str, detail: str, param: str | None = None) -> None:
+        """One backend passed over."""
+        self.failures.append(f"{backend}: {detail}")
+        self.reasons.append(reason)
+        if param:
+            self.params.append(param)
+
+    def error(self) -> GatewayError:
+        """The answer when none answered: 503 all circuits open, 400 no backend can express the
+        request, 504 all timed out, else 502; each lists every backend's failure."""
+        lane, listed = self.lane.name, "; ".join(self.failures or ["none"])
+        only = self.reasons[0] if self.reasons and len(set(self.reasons)) == 1 else None
+        if only == "circuit_open":
+            retry = max(1, math.ceil(self.lane.circuit_breaker.open_seconds))
+            return GatewayError(
+                503,
+                f"every backend of lane {lane!r} is unavailable: {listed}",
+                code="circuit_open",
+                headers={"Retry-After": str(retry)},
+            )
+        if only == "unsupported":  # the client's to change, not the backends' fault
+            return GatewayError(
+                400,
+                f"no backend of lane {lane!r} can serve this request: {listed}",
+                param=self.params[0] if self.params else None,
+                code="unsupported",
+            )
+        if only == "timeout":
+            return GatewayError(504, f"every backend of lane {lane!r} timed out: {listed}")
+        return GatewayError(
+            502, f"every backend of lane {lane!r} failed: {listed}", code="upstream_failed"
+        )
+
+
 @dataclass(frozen=True)
 class _Call:
     """One routed request on its way to the backends."""
@@ -573,9 +718,124 @@ class _Call:
     snapshot: Snapshot
     backends: dict[str, Backend]
     route: Route
+    endpoint: Endpoint
     request: dict[str, Any]
+    """OpenAI-shaped, whatever the client speaks."""
     send: _SentTracker
     outcome: Outcome
+    client: _OllamaClient | None = None
+    """How to answer an Ollama client; None for an OpenAI client (bytes pass as they are)."""
+
+
+@dataclass(frozen=True)
+class _OllamaClient:
+    """A client of the Ollama API: its request becomes OpenAI's, the OpenAI answer Ollama's."""
+
+    api: OllamaAPI
+
+    def request(self, body: bytes) -> tuple[Endpoint, dict[str, Any]]:
+        """The OpenAI endpoint and request meaning the same; 400 naming the field otherwise."""
+        data = _json_object(body)
+        try:
+            if self.api == "chat":
+                return "chat/completions", chat_request_ollama_to_openai(data)
+            if self.api == "generate":
+                path, request = generate_request_ollama_to_openai(data)
+                return ("completions" if path == "/v1/completions" else "chat/completions"), request
+            return "embeddings", embed_request_ollama_to_openai(data)
+        except TranslationError as e:
+            raise invalid(e.field, e.message) from None
+
+    def answer(self, reply: Reply | StreamReply, model: str, started: float) -> Reply | StreamReply:
+        """The backend's OpenAI-shaped answer as Ollama's, naming the model the client asked for."""
+        if isinstance(reply, StreamReply):
+            chat = self.api == "chat"
+            translator = (
+                ChatStreamOpenAIToOllama(model=model)
+                if chat
+                else GenerateStreamOpenAIToOllama(model=model)
+            )
+            usage: dict[str, Any] = {}
+            return StreamReply(
+                first=b"",
+                rest=_to_ndjson(reply, translator, usage),
+                status=reply.status,
+                content_type="application/x-ndjson",
+                usage=usage,
+            )
+        if reply.status != 200:
+            return Reply(
+                reply.status, _ollama_error_body(reply.body, reply.status), usage=reply.usage
+            )
+        try:
+            data: Any = json.loads(reply.body)  # a JSON object: every backend checked it
+            if self.api == "embed":
+                out = embed_response_openai_to_ollama(data, model=model)
+            else:
+                translate = (
+                    chat_response_openai_to_ollama
+                    if self.api == "chat"
+                    else generate_response_openai_to_ollama
+                )
+                took = int((time.monotonic() - started) * 1e9)
+                out = translate(data, model=model, total_duration=took)
+        except ValueError as e:  # TranslationError is a ValueError
+            raise GatewayError(
+                502, f"the backend's answer has no Ollama form: {e}", code="bad_response"
+            ) from None
+        return Reply(200, json.dumps(out).encode(), usage=reply.usage)
+
+    def error_line(self, error: GatewayError) -> bytes:
+        """An error ending an NDJSON stream, as Ollama writes it."""
+        return encode_ndjson({"error": error.message})
+
+
+async def _to_ndjson(
+    reply: StreamReply,
+    translator: ChatStreamOpenAIToOllama | GenerateStreamOpenAIToOllama,
+    usage: dict[str, Any],
+) -> AsyncGenerator[bytes, None]:
+    """An OpenAI SSE stream as Ollama NDJSON; ``usage`` is filled as it ends."""
+    pipe = StreamPipe(translator, source="sse", target="ndjson")
+    try:
+        try:
+            out = pipe.feed(reply.first)
+            if out:
+                yield out
+            async for chunk in reply.rest:
+                out = pipe.feed(chunk)
+                if out:
+                    yield out
+            out = pipe.finish()
+        except TranslationError as e:
+            raise BackendError("bad_response", f"the stream has no Ollama form: {e}") from None
+        if out:
+            yield out
+    finally:
+        usage.update(openai_usage(translator.usage))
+        await reply.rest.aclose()
+
+
+def _ollama_error_body(body: bytes, status: int) -> bytes:
+    """An OpenAI error body as Ollama's ``{"error": "..."}``."""
+    try:
+        data: Any = json.loads(body)
+    except ValueError:
+        data = None
+    error = data.get("error") if isinstance(data, dict) else None
+    message = error.get("message") if isinstance(error, dict) else error
+    return json.dumps({"error": str(message or f"HTTP {status}")}).encode()
+
+
+def _ollama_selector(doc: Routing, model: str) -> str:
+    """Ollama clients may add the default tag ``:latest`` to a name that has none."""
+    if model.endswith(":latest") and model not in names(doc):
+        return model.removesuffix(":latest")
+    return model
+
+
+def _size_text(billions: float | None) -> str:
+    return f"{billions:g}B" if billions is not None else ""
 
 
 def _admit(principal: Principal, lane: RoutingLane) -> None:
@@ -627,13 +887,6 @@ class _UsageScanner:
                     data = json.loads(line[5:])
                     if isinstance(data, dict) and isinstance(data.get("usage"), dict):
                         self.usage = data["usage"]
-
-
-def _endpoint(name: str) -> Endpoint:
-    for endpoint in ENDPOINTS.values():
-        if endpoint == name:
-            return endpoint
-    raise ValueError(name)
 
 
 def _int(value: object) -> int:
@@ -697,14 +950,19 @@ _TYPES: dict[str, tuple[tuple[type, ...], str]] = {
 }
 
 
-def _parse(endpoint: str, body: bytes) -> dict[str, Any]:
-    """The request body as JSON, with the fields the gateway reads type-checked."""
+def _json_object(body: bytes) -> dict[str, Any]:
     try:
         data: Any = json.loads(body)
     except ValueError as e:
         raise GatewayError(400, f"the body is not valid JSON: {e}", code="invalid_json") from None
     if not isinstance(data, dict):
         raise GatewayError(400, "the body must be a JSON object", code="invalid_json")
+    return data
+
+
+def _parse(endpoint: str, body: bytes) -> dict[str, Any]:
+    """The request body as JSON, with the fields the gateway reads type-checked."""
+    data = _json_object(body)
     required, kind = _REQUIRED[endpoint]
     for name in ("model", required):
         if name not in data:
@@ -743,10 +1001,14 @@ async def _send_json(send: Send, status: int, data: dict[str, Any]) -> None:
     await _send(send, status, json.dumps(data).encode(), [(b"content-type", b"application/json")])
 
 
-async def _send_error(send: Send, error: GatewayError, outcome: Outcome | None) -> None:
+async def _send_error(
+    send: Send, error: GatewayError, outcome: Outcome | None, ollama: bool = False
+) -> None:
+    """The error as OpenAI writes it, or as Ollama does (``{"error": "..."}``) for its clients."""
     headers = _response_headers(outcome, "application/json")
     headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
-    await _send(send, error.status, error.json_bytes(), headers)
+    body = json.dumps({"error": error.message}).encode() if ollama else error.json_bytes()
+    await _send(send, error.status, body, headers)
 
 
 def create_app(config_path: str | Path, **kwargs: Any) -> Gateway:

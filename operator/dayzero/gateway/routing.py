@@ -1,11 +1,14 @@
-"""Pure lane choice: a header or a model name in, a lane and its ordered backends out."""
+"""Pure lane choice: a header or a model name in, a lane and its ordered backends out.
+
+Also the pure rules of which names a key sees and which backend refuses a lane by its size.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
 
-from dayzero.api.routing import Routing, RoutingLane
+from dayzero.api.routing import Routing, RoutingBackend, RoutingLane
 
 from .errors import not_found
 
@@ -23,10 +26,29 @@ class Route:
 
 def names(doc: Routing) -> list[str]:
     """Every model name, alias and tag that selects a lane."""
-    out: list[str] = []
+    return [name for name, _ in selectors(doc)]
+
+
+def selectors(doc: Routing) -> list[tuple[str, RoutingLane]]:
+    """Every model name, alias and tag that selects a lane, with the lane it selects."""
+    lanes = {lane.name: lane for lane in doc.lanes}
+    out: list[tuple[str, RoutingLane]] = []
     for lane in doc.lanes:
-        out += [n for n in (lane.model, lane.tag) if n is not None] + lane.aliases
-    return out + list(doc.tags)
+        out += [(n, lane) for n in (lane.model, lane.tag) if n is not None]
+        out += [(alias, lane) for alias in lane.aliases]
+    return out + [(tag, lanes[target.lane]) for tag, target in doc.tags.items()]
+
+
+def size_denial(lane: RoutingLane, backend: RoutingBackend) -> str | None:
+    """Why ``backend`` refuses the lane's model by its size, or None when it may serve it.
+
+    The size is known only when the lane states ``parametersBillions``; a backend in
+    ``maintenance`` takes any size (an operator trying a big model on a small host on purpose).
+    """
+    size, limit = lane.parameters_billions, backend.max_parameters_billions
+    if size is None or limit is None or size <= limit or backend.maintenance:
+        return None
+    return f"a {size:g}B model is over its limit of {limit:g}B parameters"
 
 
 def choose(doc: Routing, model: str | None, lane_header: str | None) -> Route:

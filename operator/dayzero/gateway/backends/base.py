@@ -1,10 +1,11 @@
 """The seam every backend plugs into.
 
-The app speaks OpenAI's wire format to clients; a backend takes an OpenAI-shaped request and
-returns an OpenAI-shaped answer, either whole (``Reply``) or as raw SSE bytes (``StreamReply``).
-An Ollama or Anthropic backend translates inside ``send`` (with ``dayzero.gateway.translate``)
-and the app does not change. A backend raises ``BackendError`` for anything the next backend
-should be tried for; a 4xx answer of the upstream is a ``Reply`` the client gets as it is.
+The app speaks OpenAI's wire format to its core; a backend takes an OpenAI-shaped request and
+returns an OpenAI-shaped answer, either whole (``Reply``) or as OpenAI SSE bytes
+(``StreamReply``). An Ollama or Anthropic backend translates inside ``send`` (with
+``dayzero.gateway.translate``), so routing, fallback and metrics never see another protocol. A
+backend raises ``BackendError`` for anything the next backend should be tried for; a 4xx answer
+of the upstream is a ``Reply`` (OpenAI-shaped) the client gets as it is.
 """
 
 from __future__ import annotations
@@ -14,7 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 Endpoint = Literal["chat/completions", "completions", "embeddings"]
-FailureReason = Literal["timeout", "connect", "upstream_5xx", "bad_response", "unsupported"]
+FailureReason = Literal[
+    "timeout", "connect", "upstream_5xx", "upstream_error", "bad_response", "unsupported"
+]
+"""Why a backend failed: ``upstream_error`` is an error event inside a 200 stream,
+``unsupported`` a request this backend cannot express (it was not dialed)."""
 
 
 @dataclass(frozen=True)
@@ -48,20 +53,30 @@ class StreamReply:
     """The remaining chunks; closing it early drops the upstream connection."""
     status: int = 200
     content_type: str = "text/event-stream"
+    usage: dict[str, Any] | None = None
+    """OpenAI-shaped token counts that a translating stream fills in as it ends; None for a
+    relayed stream, whose bytes the app scans for the usage chunk instead."""
 
 
 class BackendError(Exception):
     """The backend failed in a way the next backend should be tried for."""
 
-    def __init__(self, reason: FailureReason, detail: str) -> None:
+    def __init__(self, reason: FailureReason, detail: str, *, param: str | None = None) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason: FailureReason = reason
         self.detail = detail
+        self.param = param
+        """For ``unsupported``: the request field this backend cannot express."""
 
     @property
     def trips_breaker(self) -> bool:
         """Timeouts and connection errors count toward opening the host's circuit."""
         return self.reason in ("timeout", "connect")
+
+    @property
+    def dialed(self) -> bool:
+        """Whether the host was reached at all (``unsupported`` is decided before a dial)."""
+        return self.reason != "unsupported"
 
 
 class Backend(Protocol):
