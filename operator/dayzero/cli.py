@@ -315,8 +315,18 @@ def _gateway(args: argparse.Namespace) -> int:
     from .gateway.config import ConfigError  # noqa: PLC0415
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    url_map: dict[str, str] = {}
+    for item in args.url_map or []:
+        prefix, _, target = item.partition("=")
+        if not (prefix.startswith(("http://", "https://")) and target.startswith("http")):
+            print(
+                f"dayzero gateway: error: --url-map: want FROM=TO URLs, got {item!r}",
+                file=sys.stderr,
+            )
+            return 2
+        url_map[prefix] = target
     try:
-        app = create_app(args.config)
+        app = create_app(args.config, url_map=url_map)
     except ConfigError as e:
         print(f"dayzero gateway: error: {args.config}: {e}", file=sys.stderr)
         return 2
@@ -338,6 +348,13 @@ def _add_gateway_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("--config", required=True, help="routing document (dayzero.dev/routing-v1)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8080, help="port to listen on")
+    p.add_argument(
+        "--url-map",
+        action="append",
+        metavar="FROM=TO",
+        help="rewrite backend URLs starting with FROM to TO, e.g. an in-cluster Service to a "
+        "port-forward on 127.0.0.1 (repeatable; the config hash is unchanged)",
+    )
     p.set_defaults(handler=_gateway)
 
 

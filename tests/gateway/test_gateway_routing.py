@@ -136,3 +136,30 @@ def test_keys_file_is_read(tmp_path):
     keys.write_text("- {sha256: nothex, project: p}")
     with pytest.raises(ConfigError, match=r"keys\.file"):
         load_file(path)
+
+
+def test_a_canary_goes_first_for_its_projects_and_a_sticky_share():
+    routing = doc()
+    lanes = [lane.model_dump(by_alias=True) for lane in routing.lanes]
+    lanes[0]["canary"] = {"backend": "b", "projects": ["team-a"], "percent": 0}
+    routing = doc(lanes=lanes)
+    assert choose(routing, "chat", None, "team-a").backends == ("b", "a")
+    assert choose(routing, "chat", None, "team-z").backends == ("a", "b")
+    assert choose(routing, "chat", "chat", "team-a").backends == ("b", "a")
+    lanes[0]["canary"] = {"backend": "b", "percent": 50}
+    routing = doc(lanes=lanes)
+    firsts = [choose(routing, "chat", None, f"p{i}").backends[0] for i in range(200)]
+    assert 60 < firsts.count("b") < 140  # about half of the projects
+    # Sticky: a project always lands on the same side.
+    assert [choose(routing, "chat", None, f"p{i}").backends[0] for i in range(200)] == firsts
+
+
+def test_url_map_rewrites_backend_prefixes_but_not_the_hash(tmp_path):
+    from dayzero.gateway.config import load_text  # noqa: PLC0415
+
+    text = yaml.safe_dump(doc().to_wire())
+    plain = load_text(text)
+    mapped = load_text(text, {"http://127.0.0.1:1": "http://127.0.0.1:9"})
+    assert mapped.hash == plain.hash
+    assert mapped.backend("a").url == "http://127.0.0.1:9"
+    assert mapped.backend("b").url == "http://127.0.0.1:2"

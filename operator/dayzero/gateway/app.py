@@ -17,7 +17,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -148,6 +148,7 @@ class Gateway:
         poll_seconds: float = POLL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         backend_factory: BackendFactory = default_backend,
+        url_map: Mapping[str, str] | None = None,
     ) -> None:
         self.metrics = Metrics()
         self.breakers = Breakers(clock)
@@ -156,6 +157,7 @@ class Gateway:
             poll_seconds=poll_seconds,
             on_error=lambda _: self.metrics.config_errors.inc(),
             on_swap=self._swap,
+            url_map=url_map,
         )
         snapshot = self.watcher.current
         self.limiter = Limiter(snapshot.doc.shared_concurrency)
@@ -443,7 +445,9 @@ class Gateway:
                 model = _ollama_selector(snapshot.doc, request["model"])
             if snapshot.doc.log_prompts:
                 outcome.prompt = request
-            route = choose(snapshot.doc, model, clean(headers.get("x-dayzero-lane")))
+            route = choose(
+                snapshot.doc, model, clean(headers.get("x-dayzero-lane")), outcome.project
+            )
             outcome.lane = route.lane.name
             outcome.model = route.lane.model or route.lane.tag or route.lane.name
             _admit(principal, route.lane)
@@ -637,7 +641,9 @@ class Gateway:
             status=str(o.status),
             fallback_reason=o.fallback_reason,
         ).inc()
-        self.metrics.latency.labels(lane=o.lane, endpoint=o.endpoint).observe(latency)
+        self.metrics.latency.labels(lane=o.lane, endpoint=o.endpoint, model=o.model).observe(
+            latency
+        )
         if input_tokens or output_tokens:
             self.metrics.tokens.labels(project, o.lane, o.model, "input").inc(input_tokens)
             self.metrics.tokens.labels(project, o.lane, o.model, "output").inc(output_tokens)

@@ -33,7 +33,7 @@ class Metrics:
         self.latency = Histogram(
             "dayzero_gateway_request_duration_seconds",
             "Time to the end of the answer.",
-            ["lane", "endpoint"],
+            ["lane", "endpoint", "model"],
             registry=self.registry,
         )
         self.tokens = Counter(
