@@ -135,12 +135,13 @@ class Operator:
     def __init__(self, env: dict[str, str], hub_url: str, log: Path) -> None:
         self.env = env | {"HF_ENDPOINT": hub_url, "HF_HUB_DISABLE_TELEMETRY": "1"}
         self.log = log
+        self.args: list[str] = []
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         out = self.log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dayzero.cli", "operator", "--workers", "8"],
+            [sys.executable, "-m", "dayzero.cli", "operator", "--workers", "8", *self.args],
             env=self.env,
             stdout=out,
             stderr=subprocess.STDOUT,

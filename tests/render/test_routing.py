@@ -143,17 +143,23 @@ def test_rollout_stage_with_projects_is_a_canary_and_a_finished_rollout_leads() 
         "stages": [
             {"name": "preview", "soak": "1m"},
             {"name": "canary", "projects": ["team-a"], "percent": 10, "soak": "1m"},
+            {"name": "default", "soak": "0s"},
         ]
     }
     canary = PromotionRecord(tag="preview", model_deployment="new-1", stage="canary")
     out = render_routing([item(lane(rollout=rollout), "chat", canary)], targets)
     doc_lane = doc_of(out.text)["lanes"][0]
     assert doc_lane["canary"] == {"backend": "chat-new-1", "projects": ["team-a"], "percent": 10}
-    done = PromotionRecord(tag="preview", model_deployment="new-1", rollout_complete=True)
-    out = render_routing([item(lane(rollout=rollout), "chat", done)], targets)
-    doc_lane = doc_of(out.text)["lanes"][0]
-    assert doc_lane["backends"][0] == "chat-new-1"
-    assert "canary" not in doc_lane
+    # A finished rollout, and the last stage (the lane's default, soaking at full traffic),
+    # both lead the lane.
+    for done in (
+        PromotionRecord(tag="preview", model_deployment="new-1", rollout_complete=True),
+        PromotionRecord(tag="preview", model_deployment="new-1", stage="default"),
+    ):
+        out = render_routing([item(lane(rollout=rollout), "chat", done)], targets)
+        doc_lane = doc_of(out.text)["lanes"][0]
+        assert doc_lane["backends"] == ["chat-new-1", "chat-llama", "chat-ext"]
+        assert "canary" not in doc_lane
 
 
 def test_an_invalid_lane_keeps_its_last_good_fragment_and_names_the_field() -> None:

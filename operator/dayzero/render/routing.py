@@ -286,8 +286,8 @@ def stage_named(lane: Lane, name: str | None) -> RolloutStage | None:
 
 
 def _rollout(item: LaneInput, out: LaneResult, order: list[str]) -> tuple[list[str], Canary | None]:
-    """Apply the promotions in force: a finished rollout leads the lane, a stage in progress
-    with projects or a percent becomes the lane's canary."""
+    """Apply the promotions in force: the last stage and a finished rollout lead the lane, an
+    earlier stage with projects or a percent becomes the lane's canary."""
     canary: Canary | None = None
     assert item.lane is not None  # noqa: S101 - only parsed Lanes are rendered
     for promo in item.promotions:
@@ -296,7 +296,10 @@ def _rollout(item: LaneInput, out: LaneResult, order: list[str]) -> tuple[list[s
             continue  # pinned over, or its model is unavailable
         backend = target.backend
         assert backend is not None  # noqa: S101 - promotions always pin a backend
-        if promo.rollout_complete:
+        stages = item.lane.spec.rollout.stages
+        last = stages[-1].name if stages else None
+        if promo.rollout_complete or (promo.stage is not None and promo.stage == last):
+            # The last stage is the lane's default: it soaks at full traffic.
             order = [backend, *(b for b in order if b != backend)]
             continue
         stage = stage_named(item.lane, promo.stage)
