@@ -326,7 +326,7 @@ def _gateway(args: argparse.Namespace) -> int:
             return 2
         url_map[prefix] = target
     try:
-        app = create_app(args.config, url_map=url_map)
+        app = create_app(args.config, url_map=url_map, loopback_only=args.loopback_only)
     except ConfigError as e:
         print(f"dayzero gateway: error: {args.config}: {e}", file=sys.stderr)
         return 2
@@ -354,6 +354,12 @@ def _add_gateway_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         metavar="FROM=TO",
         help="rewrite backend URLs starting with FROM to TO, e.g. an in-cluster Service to a "
         "port-forward on 127.0.0.1 (repeatable; the config hash is unchanged)",
+    )
+    p.add_argument(
+        "--loopback-only",
+        action="store_true",
+        help="never dial a backend outside 127.0.0.0/8 or localhost (after --url-map): such a "
+        "backend fails over as unreachable (tests and demos)",
     )
     p.set_defaults(handler=_gateway)
 

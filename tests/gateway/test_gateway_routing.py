@@ -163,3 +163,18 @@ def test_url_map_rewrites_backend_prefixes_but_not_the_hash(tmp_path):
     assert mapped.hash == plain.hash
     assert mapped.backend("a").url == "http://127.0.0.1:9"
     assert mapped.backend("b").url == "http://127.0.0.1:2"
+
+
+def test_loopback_only_sends_every_other_backend_nowhere():
+    from dayzero.gateway.config import NOWHERE, load_text  # noqa: PLC0415
+
+    backends = [
+        {"name": "a", "url": "http://ollama-111.example:11434"},
+        {"name": "b", "url": "http://localhost:2"},
+        {"name": "c", "url": "https://10.0.0.7/v1"},
+    ]
+    text = yaml.safe_dump(doc(backends=backends).to_wire())
+    snap = load_text(text, {"https://10.0.0.7": "http://127.0.0.5:8"}, loopback_only=True)
+    assert snap.backend("a").url == NOWHERE
+    assert snap.backend("b").url == "http://localhost:2"
+    assert snap.backend("c").url == "http://127.0.0.5:8/v1"

@@ -149,6 +149,7 @@ class Gateway:
         clock: Callable[[], float] = time.monotonic,
         backend_factory: BackendFactory = default_backend,
         url_map: Mapping[str, str] | None = None,
+        loopback_only: bool = False,
     ) -> None:
         self.metrics = Metrics()
         self.breakers = Breakers(clock)
@@ -158,6 +159,7 @@ class Gateway:
             on_error=lambda _: self.metrics.config_errors.inc(),
             on_swap=self._swap,
             url_map=url_map,
+            loopback_only=loopback_only,
         )
         snapshot = self.watcher.current
         self.limiter = Limiter(snapshot.doc.shared_concurrency)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import ipaddress
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -106,10 +107,27 @@ def _token(doc: Routing, backend: RoutingBackend, index: int) -> str | None:
         raise ConfigError(f"{where}.secret: cannot read {path}: {e.strerror}") from None
 
 
-def remap(doc: Routing, url_map: Mapping[str, str]) -> Routing:
+# Where --loopback-only sends a backend that is not on loopback: a port nothing listens on, so
+# the backend fails over as a connection error and nothing leaves the machine.
+NOWHERE = "http://127.0.0.1:1"
+
+
+def is_loopback(url: str) -> bool:
+    """Whether a URL's host is localhost or a literal address in 127.0.0.0/8 (or ::1)."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def remap(doc: Routing, url_map: Mapping[str, str], *, loopback_only: bool = False) -> Routing:
     """The document with backend URLs whose prefix is mapped rewritten (an explicit override,
-    e.g. in-cluster Service URLs to loopback in tests). The hash stays the text's."""
-    if not url_map:
+    e.g. in-cluster Service URLs to loopback in tests), and with ``loopback_only`` every other
+    non-loopback backend pointed at a closed loopback port. The hash stays the text's."""
+    if not url_map and not loopback_only:
         return doc
     backends = []
     for b in doc.backends:
@@ -118,13 +136,20 @@ def remap(doc: Routing, url_map: Mapping[str, str]) -> Routing:
             if url.startswith(prefix):
                 url = target + url[len(prefix) :]
                 break
+        if loopback_only and not is_loopback(url):
+            log.info(
+                "backend %s: %s is not loopback; --loopback-only sends it nowhere", b.name, url
+            )
+            url = NOWHERE
         backends.append(b if url == b.url else b.model_copy(update={"url": url}))
     return doc.model_copy(update={"backends": backends})
 
 
-def load_text(text: str, url_map: Mapping[str, str] | None = None) -> Snapshot:
+def load_text(
+    text: str, url_map: Mapping[str, str] | None = None, *, loopback_only: bool = False
+) -> Snapshot:
     """A snapshot from the document's text: validated, keys and backend tokens resolved."""
-    doc = remap(parse(text), url_map or {})
+    doc = remap(parse(text), url_map or {}, loopback_only=loopback_only)
     entries = list(doc.keys.entries)
     if doc.keys.file:
         entries += _read_keys(doc.keys.file)
@@ -137,13 +162,15 @@ def load_text(text: str, url_map: Mapping[str, str] | None = None) -> Snapshot:
     )
 
 
-def load_file(path: str | Path, url_map: Mapping[str, str] | None = None) -> Snapshot:
+def load_file(
+    path: str | Path, url_map: Mapping[str, str] | None = None, *, loopback_only: bool = False
+) -> Snapshot:
     """A snapshot from a file; ConfigError when it cannot be read or is invalid."""
     try:
         text = Path(path).read_text()
     except OSError as e:
         raise ConfigError(f"cannot read {path}: {e.strerror}") from None
-    return load_text(text, url_map)
+    return load_text(text, url_map, loopback_only=loopback_only)
 
 
 class ConfigWatcher:
@@ -157,11 +184,13 @@ class ConfigWatcher:
         on_error: Callable[[str], None] | None = None,
         on_swap: Callable[[Snapshot], None] | None = None,
         url_map: Mapping[str, str] | None = None,
+        loopback_only: bool = False,
     ) -> None:
         self.path = Path(path)
         self.url_map = dict(url_map or {})
+        self.loopback_only = loopback_only
         self.poll_seconds = poll_seconds
-        self.current = load_file(self.path, self.url_map)
+        self.current = load_file(self.path, self.url_map, loopback_only=loopback_only)
         self.last_error: str | None = None
         self._stamp = self._stat()
         self._on_error = on_error
@@ -186,7 +215,7 @@ class ConfigWatcher:
             if hashlib.sha256(text.encode()).hexdigest()[:16] == self.current.hash:
                 self.last_error = None
                 return False
-            snapshot = load_text(text, self.url_map)
+            snapshot = load_text(text, self.url_map, loopback_only=self.loopback_only)
         except (OSError, ConfigError) as e:
             self.last_error = str(e)
             log.warning("routing document rejected, keeping %s: %s", self.current.hash, e)
