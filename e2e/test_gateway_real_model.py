@@ -152,7 +152,8 @@ def gateway(model: Served, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     config.write_text(yaml.safe_dump(doc))
     port = free_port()
     cmd = [str(DAYZERO), "gateway", "--config", str(config), "--port", str(port)]
-    served = start([*cmd, "--host", "127.0.0.1"], tmp / "gateway.log", dict(os.environ), port)
+    cmd += ["--host", "127.0.0.1", "--loopback-only"]  # a test gateway never dials out
+    served = start(cmd, tmp / "gateway.log", dict(os.environ), port)
     try:
         served.started_s = wait_ready(served, "/ready", GATEWAY_START_S, "dayzero gateway")
         yield served
