@@ -2,8 +2,9 @@
 
 It brings up (or reuses) the local control plane with fake H100 nodes, installs the generated CRDs,
 starts a fake Hugging Face Hub on loopback and the operator against it, applies every example and
-shows the operator planning and serving them (405B on two fake 8xH100 nodes). Later stages
-(gateway, the real small model, a Gauntlet) plug in as they land. Nothing leaves 127.0.0.0/8.
+shows the operator planning and serving them (405B on two fake 8xH100 nodes). Then the gateway
+serves the Lanes the operator rendered (the GPU pods' endpoints mapped to a fake engine on
+loopback), a model is promoted to `preview` and rolled back. Nothing leaves 127.0.0.0/8.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 NAMESPACE = "dayzero-demo"
 STATE = Path.home() / ".cache" / "dayzero" / "demo"
 FIXTURES = ROOT / "tests" / "planner" / "fixtures"
+GATEWAY_PORT_FILE = STATE / "gateway.port"
+DEMO_KEY = "sk-dayzero-demo"  # a demo-only key: the document holds its sha256, never the key
 # The examples' repos as the fake Hub serves them: (repo, fixture or inline config, sha, counts).
 QWEN3_32B = {
     "architectures": ["Qwen3ForCausalLM"],
@@ -87,6 +90,93 @@ def _stop_spawned() -> None:
         pid_file.unlink()
 
 
+def serve_engine(url_file: Path) -> int:
+    """A fake engine standing in for every GPU pod's vLLM, until SIGTERM (run detached)."""
+    sys.path.insert(0, str(ROOT / "e2e"))
+    from fakes.engine import FakeEngine  # noqa: PLC0415 - the e2e helpers are not a package
+
+    engine = FakeEngine("vllm-on-a-fake-h100")
+    url_file.write_text(engine.url)
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    engine.close()
+    return 0
+
+
+def serve_sync(path: Path) -> int:
+    """Project the routing ConfigMap into ``path`` like a kubelet volume, until SIGTERM."""
+    sys.path.insert(0, str(ROOT / "e2e"))
+    from fakes.kubelet import ConfigMapSync  # noqa: PLC0415 - the e2e helpers are not a package
+
+    sync = ConfigMapSync(dict(os.environ), NAMESPACE, path)
+    sync.start()
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    sync.stop()
+    return 0
+
+
+def _wait_file(path: Path, what: str, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while not path.exists() or not path.read_text():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"demo: {what} did not start; see {STATE}")
+        time.sleep(0.1)
+    return path.read_text()
+
+
+def _http(
+    method: str, url: str, body: object = None, key: str | None = DEMO_KEY
+) -> tuple[int, dict[str, str], str]:
+    import urllib.error  # noqa: PLC0415 - only here
+    import urllib.request  # noqa: PLC0415
+
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - loopback
+    request.add_header("Content-Type", "application/json")
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310 - loopback only
+            return resp.status, dict(resp.headers), resp.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read().decode()
+    except OSError as e:
+        return 0, {}, str(e)
+
+
+def start_gateway(env: dict[str, str]) -> str:
+    """The gateway on the projected ConfigMap, in-cluster engines mapped to the fake engine."""
+    engine_file, config = STATE / "engine.url", STATE / "routing.yaml"
+    engine_file.unlink(missing_ok=True)
+    _spawn("engine", [sys.executable, "-m", "e2e.demo", "_engine", str(engine_file)], env)
+    engine = _wait_file(engine_file, "the fake engine")
+    config.unlink(missing_ok=True)
+    _spawn("sync", [sys.executable, "-m", "e2e.demo", "_sync", str(config)], env)
+    _wait_file(config, "the ConfigMap projection")
+    # Start on the document the operator wrote for this run (a reused cluster has an older one).
+    import hashlib  # noqa: PLC0415 - only here
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        want = run(["kubectl", "get", "lane", "chat", "-n", NAMESPACE, "-o", HASH], env)
+        if want and hashlib.sha256(config.read_bytes()).hexdigest()[:16] == want:
+            break
+        time.sleep(0.3)
+    endpoints = run(["kubectl", "get", "mdep", "-n", NAMESPACE, "-o", ENDPOINTS], env).split()
+    url_map = [f"--url-map={e.removesuffix('/v1')}={engine}" for e in endpoints if ".svc:" in e]
+    port = GATEWAY_PORT_FILE.read_text()
+    gateway = [sys.executable, "-m", "dayzero.cli", "gateway", "--config", str(config)]
+    gateway += ["--host", "127.0.0.1", "--port", port, "--loopback-only", *url_map]
+    _spawn("gateway", gateway, env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while _http("GET", url + "/ready")[0] != 200:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"demo: the gateway did not start; see {STATE / 'gateway.log'}")
+        time.sleep(0.2)
+    print(f"gateway {url}; engines mapped: {len(url_map)}; non-loopback backends go nowhere")
+    return url
+
+
 def serve_hub(url_file: Path) -> int:
     """The fake Hub with the examples' repos, until SIGTERM (run detached by `up`)."""
     sys.path.insert(0, str(ROOT / "e2e"))
@@ -115,6 +205,30 @@ def serve_hub(url_file: Path) -> int:
     return 0
 
 
+def free_port() -> int:
+    import socket  # noqa: PLC0415 - only here
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def routing_base() -> Path:
+    """Document-wide settings: one demo key (admin, every lane), stored as its hash only."""
+    import hashlib  # noqa: PLC0415 - only here
+
+    digest = hashlib.sha256(DEMO_KEY.encode()).hexdigest()
+    entry = {"sha256": digest, "project": "platform-team", "lanes": ["*"], "admin": True}
+    # The gateway reads provider keys from mounted Secrets; here, a folder laid out the same way.
+    secrets = STATE / "secrets"
+    (secrets / "anthropic-api-key").mkdir(parents=True, exist_ok=True)
+    (secrets / "anthropic-api-key" / "api-key").write_text("demo")
+    path = STATE / "routing-base.json"
+    base = {"keys": {"enabled": True, "entries": [entry]}, "secretsDir": str(secrets)}
+    path.write_text(json.dumps(base))
+    return path
+
+
 def start_hub_and_operator(env: dict[str, str]) -> str:
     _stop_spawned()
     url_file = STATE / "hub.url"
@@ -128,7 +242,14 @@ def start_hub_and_operator(env: dict[str, str]) -> str:
     hub = url_file.read_text()
     # Providers are mapped to loopback too: the demo never dials a real API.
     overrides = [f"--provider-url={p}={hub}" for p in ("openai", "anthropic", "gemini")]
-    operator = [sys.executable, "-m", "dayzero.cli", "operator", *overrides]
+    port = free_port()
+    GATEWAY_PORT_FILE.write_text(str(port))
+    routing = [
+        f"--routing-configmap={NAMESPACE}/dayzero-routing",
+        f"--routing-base={routing_base()}",
+        f"--gateway=http://127.0.0.1:{port}",
+    ]
+    operator = [sys.executable, "-m", "dayzero.cli", "operator", *overrides, *routing]
     _spawn("operator", operator, env | {"HF_ENDPOINT": hub})
     return hub
 
@@ -141,6 +262,13 @@ description: New models may preempt research jobs.
 """
 REASONS = "jsonpath={range .status.plan.reasons[*]}  {.field}: {.reason}{'\\n'}{end}"
 READY = 'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status} {end}'
+ENDPOINTS = "jsonpath={range .items[*]}{.status.endpoint} {end}"
+HASH = "jsonpath={.status.configHash}"
+LANE = (
+    "jsonpath={range .status.backends[*]}  {.name}: available={.available}"
+    " {.endpoint}{.reason}{'\\n'}{end}  tags={.status.tags}"
+    "  configHash={.status.configHash} appliedConfigHash={.status.appliedConfigHash}{'\\n'}"
+)
 
 
 def wait_ready(env: dict[str, str], count: int, timeout: float) -> None:
@@ -151,6 +279,106 @@ def wait_ready(env: dict[str, str], count: int, timeout: float) -> None:
             return
         time.sleep(1)
     print(f"(not every deployment is Ready after {timeout:.0f}s; see {STATE / 'operator.log'})")
+
+
+def show_gateway(env: dict[str, str], gateway: str) -> None:
+    """The Lane's status, then requests in both APIs and one without a key."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        lane = json.loads(
+            run(["kubectl", "get", "lane", "chat", "-n", NAMESPACE, "-o", "json"], env)
+        )
+        status = lane.get("status", {})
+        if status.get("configHash") and status.get("configHash") == status.get("appliedConfigHash"):
+            break
+        time.sleep(0.5)
+    print("kubectl get lane chat (status):")
+    print(run(["kubectl", "get", "lane", "chat", "-n", NAMESPACE, "-o", LANE], env), end="")
+    chat = {"model": "chat", "messages": [{"role": "user", "content": "Say hello."}]}
+    code, headers, body = _http("POST", gateway + "/v1/chat/completions", chat)
+    answer = json.loads(body)["choices"][0]["message"]["content"] if code == 200 else body
+    print(
+        f"POST /v1/chat/completions model=chat -> {code}, X-Dayzero-Backend: "
+        f"{headers.get('x-dayzero-backend')}: {answer!r}"
+    )
+    ollama = {"model": "chat", "messages": chat["messages"], "stream": False}
+    code, headers, body = _http("POST", gateway + "/api/chat", ollama)
+    answer = json.loads(body)["message"]["content"] if code == 200 else body
+    print(f"POST /api/chat (Ollama)        -> {code}: {answer!r}")
+    code, _, body = _http("POST", gateway + "/v1/chat/completions", chat, key=None)
+    print(f"without a key                  -> {code}: {json.loads(body)['error']['message']}")
+
+
+def show_promotion(env: dict[str, str], gateway: str) -> None:
+    """Promote a model to preview with the CLI, call it, roll it back."""
+    messages = [{"role": "user", "content": "Say hello."}]
+    say("Promotion moves a tag in Lane status, never in the spec; rollback is one step")
+    run(
+        [
+            sys.executable,
+            "-m",
+            "dayzero.cli",
+            "lane",
+            "promote",
+            "chat",
+            "preview",
+            "qwen3-32b-fp8",
+            "-n",
+            NAMESPACE,
+            "--by",
+            "demo",
+        ],
+        env,
+    )
+    deadline = time.monotonic() + 30
+    code, headers = 0, {}
+    while time.monotonic() < deadline:
+        preview = {"model": "preview", "messages": messages}
+        code, headers, _ = _http("POST", gateway + "/v1/chat/completions", preview)
+        if code == 200:
+            break
+        time.sleep(0.5)
+    print(f"model=preview -> {code}, X-Dayzero-Backend: {headers.get('x-dayzero-backend')}")
+    print(
+        run(
+            [
+                "kubectl",
+                "get",
+                "lane",
+                "chat",
+                "-n",
+                NAMESPACE,
+                "-o",
+                "jsonpath=promotions: {.status.promotions}{'\\n'}",
+            ],
+            env,
+        ),
+        end="",
+    )
+    run(
+        [
+            sys.executable,
+            "-m",
+            "dayzero.cli",
+            "lane",
+            "rollback",
+            "chat",
+            "-n",
+            NAMESPACE,
+            "--reason",
+            "demo",
+            "--by",
+            "demo",
+        ],
+        env,
+    )
+    rolled = "jsonpath={.status.lastRollback}"
+    deadline = time.monotonic() + 30
+    record = ""
+    while time.monotonic() < deadline and not record:
+        record = run(["kubectl", "get", "lane", "chat", "-n", NAMESPACE, "-o", rolled], env)
+        time.sleep(0.3)
+    print(f"dayzero lane rollback chat -> status.lastRollback: {record}")
 
 
 def up() -> int:
@@ -192,6 +420,11 @@ def up() -> int:
     print(run(["kubectl", "get", "mdep", "llama-3-1-405b", "-n", NAMESPACE, "-o", REASONS], env))
     print(run(["kubectl", "get", "lane,gnt", "-n", NAMESPACE], env), end="")
 
+    say("The gateway: Lanes rendered into a ConfigMap, hot-reloaded, one OpenAI + Ollama API")
+    gateway = start_gateway(env)
+    show_gateway(env, gateway)
+    show_promotion(env, gateway)
+
     say("Bad input is refused by the API server, naming the field")
     bad = (
         "apiVersion: dayzero.dev/v1alpha1\nkind: ModelDeployment\nmetadata: {name: bad}\n"
@@ -225,11 +458,15 @@ def down() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m e2e.demo", description=__doc__)
-    parser.add_argument("command", choices=["up", "down", "_hub"])
+    parser.add_argument("command", choices=["up", "down", "_hub", "_engine", "_sync"])
     parser.add_argument("url_file", nargs="?", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.command == "_hub":
         return serve_hub(args.url_file)
+    if args.command == "_engine":
+        return serve_engine(args.url_file)
+    if args.command == "_sync":
+        return serve_sync(args.url_file)
     return up() if args.command == "up" else down()
 
 

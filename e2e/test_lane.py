@@ -15,9 +15,7 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +23,9 @@ import httpx
 import pytest
 import yaml
 
+from fakes.engine import FakeEngine
 from fakes.hub import FakeHub
+from fakes.kubelet import ConfigMapSync
 from test_modeldeployment import (
     LLAMA_8B,
     Operator,
@@ -41,100 +41,6 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("llama-a", "llama-b", "llama-c", "llama-d")
-
-
-class Upstream:
-    """A fake OpenAI-compatible engine on loopback that can be told to fail."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.failing = False
-        self.calls = 0
-        upstream = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", 0))
-                body = json.loads(self.rfile.read(length) or b"{}")
-                upstream.calls += 1
-                if upstream.failing:
-                    self.send_response(500)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                answer = json.dumps(
-                    {
-                        "id": "chatcmpl-1",
-                        "object": "chat.completion",
-                        "created": 1,
-                        "model": body.get("model"),
-                        "choices": [
-                            {
-                                "index": 0,
-                                "message": {"role": "assistant", "content": upstream.name},
-                                "finish_reason": "stop",
-                            }
-                        ],
-                        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
-                    }
-                ).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-class ConfigMapSync:
-    """Projects the ConfigMap's routing.yaml into a file, like a kubelet volume (atomically)."""
-
-    def __init__(self, env: dict[str, str], namespace: str, path: Path) -> None:
-        self.env, self.namespace, self.path = env, namespace, path
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def text(self) -> str | None:
-        out = subprocess.run(
-            ["kubectl", "get", "cm", "dayzero-routing", "-n", self.namespace, "-o", "json"],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-        if out.returncode != 0:
-            return None
-        return json.loads(out.stdout).get("data", {}).get("routing.yaml")
-
-    def sync(self) -> None:
-        text = self.text()
-        if text is not None and (not self.path.exists() or self.path.read_text() != text):
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(text)
-            tmp.replace(self.path)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.3):
-            with contextlib.suppress(Exception):
-                self.sync()
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
 
 
 def free_port() -> int:
@@ -180,7 +86,7 @@ def world(control_plane, tmp_path_factory) -> Iterator[dict[str, Any]]:
     kubectl(env, "create", "namespace", ns)
     wait_for("default SA", lambda: kubectl(env, "get", "sa", "default", "-n", ns))
     tmp = tmp_path_factory.mktemp("lane")
-    upstreams = {name: Upstream(name) for name in MODELS}
+    upstreams = {name: FakeEngine(name) for name in MODELS}
     gw_port = free_port()
     base = tmp / "base.yaml"
     base.write_text(yaml.safe_dump({"keys": {"enabled": False}}))
@@ -226,6 +132,7 @@ def world(control_plane, tmp_path_factory) -> Iterator[dict[str, Any]]:
                     "127.0.0.1",
                     "--port",
                     str(gw_port),
+                    "--loopback-only",
                     *url_map,
                 ],
                 stdout=log,
