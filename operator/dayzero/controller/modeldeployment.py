@@ -144,12 +144,12 @@ def _plan(mdep: ModelDeployment, facts: ModelFacts) -> Plan:
     )
 
 
-def _leader_ready(pods: list[PodState], hash_: str, group: str) -> bool:
-    return any(
-        p.ready and p.ordinal == 0 and p.serving_hash == hash_ and p.group == group
-        for p in pods
-        if not p.deleting
-    )
+def _leader_ready(pods: list[PodState], hash_: str, group: str, members: int = 1) -> bool:
+    """A group serves when its leader is ready and, multi-node, every member is running ready:
+    a leader whose workers are unschedulable cannot load the model."""
+    live = [p for p in pods if not p.deleting and p.serving_hash == hash_ and p.group == group]
+    leader = any(p.ready and p.ordinal == 0 for p in live)
+    return leader and sum(p.ready for p in live) >= members
 
 
 def _failed_engine(pods: list[PodState], hash_: str) -> lifecycle.Failure | None:
@@ -394,7 +394,7 @@ def _reconcile_hub(  # noqa: PLR0911, PLR0912, PLR0915 - one linear story, one r
     replicas = 0 if spec.suspend or idle_for is not None else spec.replicas
     new_groups = [str(i) for i in range(replicas)]
     new_ready = replicas > 0 and all(
-        _leader_ready(observed.pods, desired_hash, g) for g in new_groups
+        _leader_ready(observed.pods, desired_hash, g, the_plan.nodes) for g in new_groups
     )
     surging = old_serving_now and not new_ready and replicas > 0
     active = desired_hash if new_ready or not surging else routed
@@ -436,7 +436,9 @@ def _reconcile_hub(  # noqa: PLR0911, PLR0912, PLR0915 - one linear story, one r
 
     st.status.replicas = replicas
     st.status.selector = labels.selector_string(labels.hash_selector(name, desired_hash))
-    ready_groups = sum(_leader_ready(observed.pods, desired_hash, g) for g in new_groups)
+    ready_groups = sum(
+        _leader_ready(observed.pods, desired_hash, g, the_plan.nodes) for g in new_groups
+    )
     old_serving = (
         sum(
             _leader_ready(observed.pods, routed, str(g.index))
