@@ -121,8 +121,11 @@ def test_backend_key_by_env_and_secret(tmp_path, monkeypatch):
     snapshot = load_file(path)
     assert snapshot.backend_tokens == {"a": "s3cret", "b": "from-env"}
     monkeypatch.delenv("DZ_TEST_KEY")
-    with pytest.raises(ConfigError, match=r"backends\[1\].apiKeyRef.env"):
-        load_file(path)
+    # A key that cannot be read makes that backend unusable (skipped, named), not the document.
+    snapshot = load_file(path)
+    assert snapshot.backend_tokens["a"] == "s3cret"
+    assert "backends[1].apiKeyRef.env" in snapshot.unusable["b"]
+    assert "a" not in snapshot.unusable
 
 
 def test_keys_file_is_read(tmp_path):

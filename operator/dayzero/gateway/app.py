@@ -302,11 +302,13 @@ class Gateway:
                     "paid": b.paid,
                     "maxParametersBillions": b.max_parameters_billions,
                     "maintenance": b.maintenance,
-                    "health": "down" if breaker.state == "open" else "up",
+                    "health": "down"
+                    if breaker.state == "open" or b.name in snapshot.unusable
+                    else "up",
                     "circuit": breaker.state,
                     "consecutiveFailures": breaker.failures,
                     "inFlight": stats.in_flight,
-                    "lastError": stats.last_error,
+                    "lastError": snapshot.unusable.get(b.name, stats.last_error),
                 }
             )
         lanes = [
@@ -574,10 +576,10 @@ class Gateway:
         ]
         tried = _Tried(lane)
         for spec in specs:
-            denial = size_denial(lane, spec)
-            if denial is not None:  # no dial: the host is too small for the lane's model
-                tried.add(spec.name, "denied_size", f"denied_size: {denial}")
-                self.metrics.fallbacks.labels(lane.name, spec.name, "denied_size").inc()
+            skip = _passed_over(snapshot, lane, spec)
+            if skip is not None:  # no dial
+                tried.add(spec.name, skip[0], f"{skip[0]}: {skip[1]}")
+                self.metrics.fallbacks.labels(lane.name, spec.name, skip[0]).inc()
                 continue
             backend = backends[spec.name]
             breaker = self.breakers.get(backend.host)
@@ -844,6 +846,19 @@ def _ollama_selector(doc: Routing, model: str) -> str:
 
 def _size_text(billions: float | None) -> str:
     return f"{billions:g}B" if billions is not None else ""
+
+
+def _passed_over(
+    snapshot: Snapshot, lane: RoutingLane, spec: RoutingBackend
+) -> tuple[str, str] | None:
+    """Why a backend is skipped without a dial: too small for the lane's model (the deny rule),
+    or its API key is not readable (a Secret not mounted yet)."""
+    denial = size_denial(lane, spec)
+    if denial is not None:
+        return "denied_size", denial
+    if spec.name in snapshot.unusable:
+        return "unusable", snapshot.unusable[spec.name]
+    return None
 
 
 def _admit(principal: Principal, lane: RoutingLane) -> None:

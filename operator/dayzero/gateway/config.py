@@ -43,6 +43,8 @@ class Snapshot:
     hash: str
     keys: KeyTable
     backend_tokens: dict[str, str | None] = field(default_factory=dict)
+    unusable: dict[str, str] = field(default_factory=dict)
+    """Backend -> why it cannot be used (its key's Secret is not mounted): skipped, not fatal."""
 
     def backend(self, name: str) -> RoutingBackend:
         """The backend named ``name`` (the document guarantees it exists)."""
@@ -153,12 +155,22 @@ def load_text(
     entries = list(doc.keys.entries)
     if doc.keys.file:
         entries += _read_keys(doc.keys.file)
-    tokens = {b.name: _token(doc, b, i) for i, b in enumerate(doc.backends)}
+    tokens: dict[str, str | None] = {}
+    unusable: dict[str, str] = {}
+    for i, b in enumerate(doc.backends):
+        # One backend's missing key must not stop every lane: it is skipped with the reason.
+        try:
+            tokens[b.name] = _token(doc, b, i)
+        except ConfigError as e:
+            tokens[b.name] = None
+            unusable[b.name] = str(e)
+            log.warning("backend %s is unusable: %s", b.name, e)
     return Snapshot(
         doc=doc,
         hash=hashlib.sha256(text.encode()).hexdigest()[:16],
         keys=KeyTable(entries, enabled=doc.keys.enabled),
         backend_tokens=tokens,
+        unusable=unusable,
     )
 
 
