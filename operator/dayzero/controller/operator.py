@@ -206,6 +206,9 @@ def run(
     if config.kubeconfig:
         os.environ["KUBECONFIG"] = config.kubeconfig
     kopf.configure(verbose=False)
+    # kopf logs every handler call of every watch event at INFO ("Handler ... succeeded"): at a
+    # thousand objects that is most of the operator's output and a good share of its CPU.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     kopf.run(
         registry=build_registry(config),
         standalone=True,
