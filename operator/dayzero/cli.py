@@ -367,6 +367,50 @@ def _add_gateway_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
 # -- end of dayzero gateway ----------------------------------------------------------------------
 
 
+# -- dayzero watcher -----------------------------------------------------------------------------
+
+
+def _watcher_poll(args: argparse.Namespace) -> int:
+    """``dayzero watcher poll``: one run; the JSON summary on stdout."""
+    from .watcher.command import poll  # noqa: PLC0415 - only this subcommand needs the watcher
+
+    result = poll(
+        args.config,
+        kubeconfig=args.kubeconfig,
+        hub_endpoint=args.hub_endpoint,
+        github_api=args.github_api,
+        dry_run=args.dry_run,
+    )
+    print(json.dumps(result.summary, indent=2))
+    return result.exit_code
+
+
+def _add_watcher_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("watcher", help="the release watcher: detect, judge and act on new models")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    poll = actions.add_parser(
+        "poll",
+        help="check the Hub and GitHub once (the CronJob's entrypoint); exit 1 only "
+        "when nothing could be checked",
+    )
+    poll.add_argument("--config", required=True, help="watcher config YAML (docs/watcher.md)")
+    poll.add_argument("--kubeconfig", help="kubeconfig file; default in-cluster, then $KUBECONFIG")
+    poll.add_argument(
+        "--hub-endpoint",
+        help="Hugging Face Hub URL (default: config, $HF_ENDPOINT, huggingface.co)",
+    )
+    poll.add_argument("--github-api", help="GitHub API base URL (default: config github.apiUrl)")
+    poll.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="judge and report; create, commit, alert and save nothing",
+    )
+    poll.set_defaults(handler=_watcher_poll)
+
+
+# -- end of dayzero watcher ----------------------------------------------------------------------
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, shared by ``main`` and the docs."""
     parser = argparse.ArgumentParser(prog="dayzero", description=__doc__)
@@ -425,6 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_plan_parser(sub)
     _add_lane_parser(sub)
     _add_gateway_parser(sub)
+    _add_watcher_parser(sub)
 
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(handler=_version)
