@@ -28,7 +28,7 @@ lock: $(BIN)/.synced
 
 ## Checks ----------------------------------------------------------------------------------------
 
-verify: lint typecheck layers drift archdata-check
+verify: lint typecheck layers drift archdata-check chart-check images-check
 
 lint: setup
 	$(BIN)/ruff check operator tests e2e bench
@@ -45,6 +45,16 @@ drift: setup
 
 crds: setup
 	$(BIN)/dayzero crds --write
+
+.PHONY: chart-check images-check
+
+# helm lint --strict, and every rendered object against the pinned Kubernetes schemas, offline.
+chart-check: setup cluster
+	$(BIN)/python tests/chart/chart_check.py
+
+# hadolint (from the dev deps) on every Dockerfile under images/.
+images-check: setup
+	$(BIN)/hadolint images/*/Dockerfile*
 
 ## vLLM architecture data ----------------------------------------------------------------------
 
