@@ -411,6 +411,31 @@ def _add_watcher_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
 # -- end of dayzero watcher ----------------------------------------------------------------------
 
 
+# -- dayzero gauntlet ----------------------------------------------------------------------------
+
+
+def _gauntlet_run(args: argparse.Namespace) -> int:
+    """``dayzero gauntlet run``: 0 pass, 1 fail, 2 bad input, 3 could not run."""
+    from .gauntlet.command import main as run_gauntlet  # noqa: PLC0415 - only this subcommand
+
+    return run_gauntlet(args)
+
+
+def _add_gauntlet_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from .gauntlet.flags import add_arguments  # noqa: PLC0415 - flags live with the harness
+
+    p = sub.add_parser("gauntlet", help="evaluate an OpenAI-compatible endpoint against gates")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    run = actions.add_parser(
+        "run", help="run the suites once; exit 0 pass, 1 fail, 2 bad input, 3 could not run"
+    )
+    add_arguments(run)
+    run.set_defaults(handler=_gauntlet_run)
+
+
+# -- end of dayzero gauntlet ---------------------------------------------------------------------
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, shared by ``main`` and the docs."""
     parser = argparse.ArgumentParser(prog="dayzero", description=__doc__)
@@ -470,6 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_lane_parser(sub)
     _add_gateway_parser(sub)
     _add_watcher_parser(sub)
+    _add_gauntlet_parser(sub)
 
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(handler=_version)

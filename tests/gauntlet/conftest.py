@@ -1,0 +1,17 @@
+"""The gauntlet tests: langid's model takes seconds to load, so it loads once, before any
+test's 2 s timeout starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dayzero.gauntlet.language import warm
+
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if any(HERE in item.path.parents for item in session.items):
+        warm()

@@ -1,0 +1,156 @@
+"""A fake OpenAI-compatible upstream on 127.0.0.1, healthy by default, with planted failures.
+
+It runs its own event loop in a thread, so both the async harness and the synchronous CLI can
+be pointed at it. Each planted failure is one flag of ``Behaviour``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+COUNTING = "one, two, three, four, five, six, seven, eight, nine, ten"
+ANSWER = "Paris is the capital of France, and it is a lovely city to visit in the spring."
+# Token salad, as a broken quantization or a wrong tokenizer produces it.
+GIBBERISH = (
+    "ancest ortholia Кон thrawPerf]]) enzymes quy的 grinn zbł ÃŁ tras/Gate Exped kilčň avis)"
+)
+
+
+@dataclass
+class Behaviour:
+    """What the fake does; the defaults make a healthy model."""
+
+    ignore_stop: bool = False
+    gibberish: bool = False
+    leak: str | None = None
+    """A template token appended to every answer."""
+    finish_reason: str = "stop"
+    bad_tools: bool = False
+    delay: float = 0.0
+    """Seconds before the first chunk."""
+    unavailable: range = field(default_factory=lambda: range(0))
+    """Request numbers (0-based) answered 503."""
+    empty: bool = False
+
+
+@dataclass
+class Fake:
+    url: str
+    behaviour: Behaviour
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _answer(body: dict[str, Any], b: Behaviour) -> str:
+    prompt = body["messages"][-1]["content"]
+    if b.empty:
+        return "  \n"
+    text = COUNTING if "Count" in prompt else GIBBERISH if b.gibberish else ANSWER
+    for stop in body.get("stop") or []:
+        at = text.find(stop)
+        if at != -1 and not b.ignore_stop:
+            text = text[:at]
+    return text + (b.leak or "")
+
+
+def _tool_calls(body: dict[str, Any], b: Behaviour) -> list[dict[str, Any]]:
+    choice = body.get("tool_choice", "auto")
+    prompt = body["messages"][-1]["content"]
+    if choice == "none":
+        return []
+    if b.bad_tools:
+        return [
+            {"name": "get_weather", "arguments": '{"city": "Paris", "unit":'},
+            {"name": "lookup_everything", "arguments": "{}"},
+        ]
+    if isinstance(choice, dict):
+        return [{"name": choice["function"]["name"], "arguments": '{"city": "Tokyo"}'}]
+    cities = [c for c in ("Paris", "Tokyo", "Oslo") if c in prompt] or ["Paris"]
+    return [
+        {"name": "get_weather", "arguments": json.dumps({"city": c, "unit": "celsius"})}
+        for c in cities
+    ]
+
+
+def _chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+    data = {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta}]}
+    data["choices"][0]["finish_reason"] = finish
+    return f"data: {json.dumps(data)}\n\n".encode()
+
+
+async def _stream(body: dict[str, Any], b: Behaviour) -> AsyncIterator[bytes]:
+    calls = _tool_calls(body, b) if body.get("tools") else []
+    if calls:
+        for n, call in enumerate(calls):
+            delta = {"index": n, "id": f"call_{n}", "type": "function"}
+            yield _chunk({"tool_calls": [{**delta, "function": {"name": call["name"]}}]})
+            half = len(call["arguments"]) // 2
+            for part in (call["arguments"][:half], call["arguments"][half:]):
+                yield _chunk({"tool_calls": [{"index": n, "function": {"arguments": part}}]})
+        yield _chunk({}, "tool_calls")
+        return
+    words = _answer(body, b).split(" ")
+    for n, word in enumerate(words):
+        yield _chunk({"content": word if n == 0 else " " + word})
+    yield _chunk({}, b.finish_reason)
+
+
+def _app(fake: Fake) -> web.Application:
+    async def chat(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        number = len(fake.bodies)
+        fake.bodies.append(body)
+        b = fake.behaviour
+        if number in b.unavailable:
+            return web.json_response({"error": {"message": "no healthy worker"}}, status=503)
+        if b.delay:
+            await asyncio.sleep(b.delay)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        async for piece in _stream(body, b):
+            await response.write(piece)
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    return app
+
+
+@contextmanager
+def serve(behaviour: Behaviour | None = None) -> Iterator[Fake]:
+    """Serve the fake on 127.0.0.1 (a free port) in a thread; stop it on exit."""
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    fake = Fake(url="", behaviour=behaviour or Behaviour())
+    holder: dict[str, web.AppRunner] = {}
+
+    async def start() -> None:
+        runner = web.AppRunner(_app(fake), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        fake.url = f"http://127.0.0.1:{port}"
+        holder["runner"] = runner
+        ready.set()
+
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=5)
+    ready.wait(5)
+    try:
+        yield fake
+    finally:
+        asyncio.run_coroutine_threadsafe(holder["runner"].cleanup(), loop).result(timeout=5)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=5)
+        loop.close()

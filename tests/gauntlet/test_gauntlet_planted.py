@@ -1,0 +1,129 @@
+"""Each planted failure fails the suite that should catch it, with the reason in the report;
+a healthy fake passes everything."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from gauntlet_fakes import Behaviour, serve
+
+from dayzero.api.v1alpha1.gauntlet import Gates
+from dayzero.gauntlet.run import EXIT_FAIL, EXIT_PASS, RunReport, run
+from dayzero.gauntlet.spec import HarnessSettings, RunSpec, only
+
+
+def spec_for(url: str, suites: list[str], **extra: Any) -> RunSpec:
+    spec = RunSpec(
+        endpoint=url,
+        model="fake",
+        suites=only(suites),
+        concurrency=4,
+        harness=HarnessSettings(timeout_seconds=2, stability_requests=8),
+        **extra,
+    )
+    spec.suites.latency.requests = 8
+    spec.suites.latency.warmup = 1
+    return spec
+
+
+def gauntlet(behaviour: Behaviour, suites: list[str], **extra: Any) -> RunReport:
+    with serve(behaviour) as fake:
+        return asyncio.run(run(spec_for(fake.url, suites, **extra)))
+
+
+ALL = ["sanity", "latency", "toolCalls", "stability"]
+
+
+def test_a_healthy_model_passes_every_suite():
+    report = gauntlet(Behaviour(), ALL)
+    assert [r.suite for r in report.results] == ["sanity", "latency", "toolCalls", "stability"]
+    assert {r.suite: r.verdict for r in report.results} == dict.fromkeys(ALL, "Pass"), [
+        r.reason for r in report.results
+    ]
+    assert report.verdict == "Pass"
+    assert report.exit_code == EXIT_PASS
+    lat = report.suite("latency").figures
+    assert lat["p50SecondsLow"] <= lat["p50Seconds"] <= lat["p50SecondsHigh"]
+    assert lat["ttftP50Seconds"] <= lat["p50Seconds"]
+    assert lat["perTokenP50Seconds"] > 0
+
+
+def test_ignoring_stop_sequences_fails_sanity():
+    report = gauntlet(Behaviour(ignore_stop=True), ["sanity"])
+    sanity = report.suite("sanity")
+    assert sanity.verdict == "Fail"
+    assert "continued past stop sequence 'five'" in (sanity.reason or "")
+    assert report.exit_code == EXIT_FAIL
+
+
+def test_gibberish_fails_sanity_by_language_identification():
+    sanity = gauntlet(Behaviour(gibberish=True), ["sanity"]).suite("sanity")
+    assert sanity.verdict == "Fail"
+    assert "want 'en'" in (sanity.reason or "")
+    assert sanity.figures["failed"] >= 5  # every prose prompt; the count is too short to judge
+
+
+@pytest.mark.parametrize("token", ["<|im_end|>", "<|eot_id|>", " [INST]"])
+def test_leaked_template_tokens_fail_sanity(token):
+    sanity = gauntlet(Behaviour(leak=token), ["sanity"]).suite("sanity")
+    assert sanity.verdict == "Fail"
+    assert f"chat-template tokens leaked: {token.strip()}" in (sanity.reason or "")
+
+
+def test_length_instead_of_stop_fails_sanity():
+    sanity = gauntlet(Behaviour(finish_reason="length"), ["sanity"]).suite("sanity")
+    assert "finish_reason 'length', want 'stop'" in (sanity.reason or "")
+
+
+def test_whitespace_answers_fail_sanity():
+    sanity = gauntlet(Behaviour(empty=True), ["sanity"]).suite("sanity")
+    assert "empty or whitespace-only answer" in (sanity.reason or "")
+    assert sanity.figures["passRate"] == 0
+
+
+def test_malformed_tool_calls_fail_the_tool_suite():
+    tools = gauntlet(Behaviour(bad_tools=True), ["toolCalls"]).suite("toolCalls")
+    assert tools.verdict == "Fail"
+    reasons = " ".join(r for i in tools.items for r in i.reasons)
+    assert "arguments are not JSON" in reasons
+    assert "no tool named 'lookup_everything'" in reasons
+    assert "tool_choice named 'get_time'" in reasons
+    none_case = next(i for i in tools.items if i.name == "none")
+    assert none_case.passed  # tool_choice none is respected even by this fake
+
+
+def test_p95_over_the_gate_fails_latency():
+    report = gauntlet(
+        Behaviour(delay=0.2), ["latency"], gates=Gates(p95_seconds=0.05, max_seconds=1.0)
+    )
+    latency = report.suite("latency")
+    assert latency.verdict == "Fail"
+    assert "p95 0.2" in (latency.reason or "")
+    assert "> gate 0.05s" in (latency.reason or "")
+    assert "hard failure" not in (latency.reason or "")
+    assert latency.figures["p95Seconds"] >= 0.2
+
+
+def test_a_request_over_the_max_is_a_hard_failure():
+    gates = Gates(p95_seconds=1.0, max_seconds=0.1)
+    latency = gauntlet(Behaviour(delay=0.2), ["latency"], gates=gates).suite("latency")
+    assert "over the max gate 0.1s" in (latency.reason or "")
+    assert "hard failure" in (latency.reason or "")
+    assert not any(i.passed for i in latency.items)
+
+
+def test_503_for_a_period_mid_run_fails_stability():
+    report = gauntlet(Behaviour(unavailable=range(4, 12)), ["sanity", "stability"])
+    stability = report.suite("stability")
+    assert stability.verdict == "Fail"
+    assert "sustained 503" in (stability.reason or "")
+    assert stability.figures["throttled"] == 8
+    assert report.exit_code == EXIT_FAIL
+
+
+def test_a_single_503_is_not_sustained():
+    stability = gauntlet(Behaviour(unavailable=range(3, 4)), ["stability"]).suite("stability")
+    assert stability.verdict == "Pass"
+    assert stability.figures["throttled"] == 1
