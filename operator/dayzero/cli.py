@@ -385,6 +385,25 @@ def _watcher_poll(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def _watcher_serve(args: argparse.Namespace) -> int:
+    """``dayzero watcher serve``: Hub webhooks trigger polls; one JSON summary line per run."""
+    from .watcher.command import PollResult, serve  # noqa: PLC0415 - only this subcommand
+
+    def emit(result: PollResult) -> None:
+        print(json.dumps(result.summary), flush=True)
+
+    return serve(
+        args.config,
+        host=args.host,
+        port=args.port,
+        secret_env=args.secret_env,
+        on_summary=emit,
+        kubeconfig=args.kubeconfig,
+        hub_endpoint=args.hub_endpoint,
+        github_api=args.github_api,
+    )
+
+
 def _add_watcher_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("watcher", help="the release watcher: detect, judge and act on new models")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -406,6 +425,21 @@ def _add_watcher_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         help="judge and report; create, commit, alert and save nothing",
     )
     poll.set_defaults(handler=_watcher_poll)
+    serve = actions.add_parser(
+        "serve", help="accept Hugging Face Hub webhooks; each valid one runs a poll at once"
+    )
+    serve.add_argument("--config", required=True, help="watcher config YAML (docs/watcher.md)")
+    serve.add_argument("--host", default="0.0.0.0", help="address to listen on")  # noqa: S104 - a pod serves on every interface
+    serve.add_argument("--port", type=int, default=8090, help="port to listen on")
+    serve.add_argument(
+        "--secret-env",
+        default="HF_WEBHOOK_SECRET",
+        help="variable holding the webhook secret (checked against X-Webhook-Secret)",
+    )
+    serve.add_argument("--kubeconfig", help="kubeconfig file; default in-cluster, then $KUBECONFIG")
+    serve.add_argument("--hub-endpoint", help="Hugging Face Hub URL")
+    serve.add_argument("--github-api", help="GitHub API base URL")
+    serve.set_defaults(handler=_watcher_serve)
 
 
 # -- end of dayzero watcher ----------------------------------------------------------------------

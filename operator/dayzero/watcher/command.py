@@ -7,6 +7,7 @@ print the JSON summary, exit with its code.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ from .config import WatcherConfig, WatcherConfigError, load_config
 from .poll import Poller
 from .sources import GitHubSource, HubSource
 from .state import ConfigMapStore, FileStore, StateStore
+from .webhook import Coalescer, make_server
 
 DEFAULT_HUB = "https://huggingface.co"
 EXIT_OK = 0
@@ -94,3 +96,43 @@ def _store(config: WatcherConfig, kube: Kube | None) -> StateStore:
     if kube is None:  # pragma: no cover - needs_kube is true whenever state_file is unset
         raise KubeError(0, "NoConfig", "the state ConfigMap needs a cluster")
     return ConfigMapStore(kube, config.namespace, config.state_config_map)
+
+
+def serve(
+    config_path: str,
+    *,
+    host: str,
+    port: int,
+    secret_env: str,
+    on_summary: Callable[[PollResult], None],
+    kubeconfig: str | None = None,
+    hub_endpoint: str | None = None,
+    github_api: str | None = None,
+) -> int:
+    """Serve Hub webhooks until interrupted; each accepted event runs :func:`poll`."""
+    try:
+        config = load_config(config_path)
+    except WatcherConfigError as e:
+        on_summary(PollResult(EXIT_BAD_CONFIG, {"error": f"invalid config: {e}"}))
+        return EXIT_BAD_CONFIG
+    secret = os.environ.get(secret_env, "")
+    if not secret:
+        on_summary(PollResult(EXIT_BAD_CONFIG, {"error": f"${secret_env} is empty"}))
+        return EXIT_BAD_CONFIG
+
+    def job() -> None:
+        on_summary(
+            poll(
+                config_path, kubeconfig=kubeconfig, hub_endpoint=hub_endpoint, github_api=github_api
+            )
+        )
+
+    runs = Coalescer(job)
+    server = make_server(host, port, secret=secret, orgs=config.hub.orgs, trigger=runs.trigger)
+    try:
+        server.serve_forever(poll_interval=0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return EXIT_OK
