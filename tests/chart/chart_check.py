@@ -93,7 +93,9 @@ def template(
         args += ["-f", str(values)]
     for s in sets:
         args += ["--set", s]
-    return [d for d in yaml.safe_load_all(helm(*args).stdout) if d]
+    # libyaml when present: the CRDs are large and the unit tests have 2 s each.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return [d for d in yaml.load_all(helm(*args).stdout, Loader=loader) if d]
 
 
 def _prometheus_shape(obj: dict[str, Any], endpoints_key: str) -> None:
