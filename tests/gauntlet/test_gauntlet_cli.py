@@ -13,6 +13,7 @@ from gauntlet_fakes import Behaviour, serve
 from dayzero.cli import main
 
 FAST = ["--requests", "6", "--warmup", "1", "--stability-requests", "6", "--timeout", "2"]
+FAST += ["--max-tokens", "16", "--p95-seconds", "5", "--max-seconds", "10", "--concurrency", "3"]
 
 
 def run_cli(url: str, tmp_path, *extra: str) -> int:
@@ -29,6 +30,7 @@ def test_a_healthy_run_exits_0_and_writes_three_reports(tmp_path, capsys):
     assert code == 0, capsys.readouterr().out
     assert fake.bodies[0]["model"] == "fake"
     assert fake.bodies[0]["temperature"] == 0
+    assert {b["max_tokens"] for b in fake.bodies if "load balancer" in str(b)} == {16}
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["verdict"] == "Pass"
     assert results["exit_code"] == 0
@@ -40,8 +42,11 @@ def test_a_healthy_run_exits_0_and_writes_three_reports(tmp_path, capsys):
         "dataset_hash": None,
     }
     assert results["sampling"] == {"temperature": 0.0, "top_p": None}
+    assert (results["gates"]["p95_seconds"], results["gates"]["max_seconds"]) == (5, 10)
+    assert results["concurrency"] == 3
     assert "api_key" not in json.dumps(results)
-    suites = ET.parse(tmp_path / "junit.xml")  # noqa: S314 - our own report.getroot().findall("testsuite")
+    root = ET.parse(tmp_path / "junit.xml").getroot()  # noqa: S314 - the report we just wrote
+    suites = root.findall("testsuite")
     assert [s.get("name") for s in suites] == ["sanity", "latency", "toolCalls", "stability"]
     assert all(s.get("failures") == "0" for s in suites)
     page = (tmp_path / "report.html").read_text()
@@ -57,7 +62,7 @@ def test_a_failing_run_exits_1_with_the_reason_in_every_report(tmp_path, capsys)
     assert code == 1
     results = json.loads((tmp_path / "results.json").read_text())
     assert "chat-template tokens leaked: <|im_end|>" in results["reason"]
-    junit = ET.parse(tmp_path / "junit.xml")  # noqa: S314 - our own report.getroot()
+    junit = ET.parse(tmp_path / "junit.xml").getroot()  # noqa: S314 - the report we just wrote
     messages = [f.get("message") for f in junit.iter("failure")]
     assert any("<|im_end|>" in (m or "") for m in messages)
     assert "&lt;|im_end|&gt;" in (tmp_path / "report.html").read_text()
@@ -91,6 +96,10 @@ def test_an_endpoint_that_never_answers_exits_3(tmp_path, capsys):
          "--suites: compliance not implemented yet"),
         (["--endpoint", "http://127.0.0.1:1", "--model", "m", "--concurrency", "0"],
          "--concurrency: Input should be greater than or equal to 1"),
+        (["--endpoint", "http://127.0.0.1:1", "--model", "m", "--max-tokens", "0"],
+         "--max-tokens: Input should be greater than or equal to 1"),
+        (["--endpoint", "http://127.0.0.1:1", "--model", "m", "--timeout", "-1"],
+         "--timeout: Input should be greater than 0"),
         (["--endpoint", "http://127.0.0.1:1"], "--model is required"),
         (["--endpoint", "http://127.0.0.1:1", "--model", "m", "--api-key-env", "NOPE_NOT_SET"],
          "--api-key-env: $NOPE_NOT_SET is not set"),

@@ -21,7 +21,8 @@ from .report import write_all
 from .run import EXIT_USAGE, run
 from .spec import IMPLEMENTED, RunSpec, only
 
-# Where a RunSpec field comes from on the command line, for error messages.
+# Where a RunSpec field comes from on the command line, for error messages. Paths are the
+# API's camelCase: the API's models read only their aliases.
 FLAGS = {
     "endpoint": "--endpoint",
     "model": "--model",
@@ -29,11 +30,11 @@ FLAGS = {
     "seed": "--seed",
     "suites.latency.requests": "--requests",
     "suites.latency.warmup": "--warmup",
-    "suites.latency.max_tokens": "--max-tokens",
-    "gates.p95_seconds": "--p95-seconds",
-    "gates.max_seconds": "--max-seconds",
-    "harness.timeout_seconds": "--timeout",
-    "harness.stability_requests": "--stability-requests",
+    "suites.latency.maxTokens": "--max-tokens",
+    "gates.p95Seconds": "--p95-seconds",
+    "gates.maxSeconds": "--max-seconds",
+    "harness.timeoutSeconds": "--timeout",
+    "harness.stabilityRequests": "--stability-requests",
     "sampling.temperature": "--temperature",
 }
 
@@ -83,16 +84,16 @@ def build_spec(args: argparse.Namespace) -> RunSpec:
         "seed": args.seed,
         "suites.latency.requests": args.requests,
         "suites.latency.warmup": args.warmup,
-        "suites.latency.max_tokens": args.max_tokens,
-        "gates.p95_seconds": args.p95_seconds,
-        "gates.max_seconds": args.max_seconds,
-        "harness.timeout_seconds": args.timeout,
-        "harness.stability_requests": args.stability_requests,
+        "suites.latency.maxTokens": args.max_tokens,
+        "gates.p95Seconds": args.p95_seconds,
+        "gates.maxSeconds": args.max_seconds,
+        "harness.timeoutSeconds": args.timeout,
+        "harness.stabilityRequests": args.stability_requests,
         "sampling.temperature": args.temperature,
-        "provenance.model_sha": args.model_sha,
+        "provenance.modelSha": args.model_sha,
         "provenance.engine": args.engine,
         "provenance.image": args.image,
-        "provenance.chat_template_hash": args.chat_template_hash,
+        "provenance.chatTemplateHash": args.chat_template_hash,
     }
     for dotted, value in values.items():
         _set(doc, dotted, value)
