@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-COUNTING = "one, two, three, four, five, six, seven, eight, nine, ten"
+TWO_SENTENCES = "Bees make honey. They also pollinate the flowers they visit."
 ANSWER = "Paris is the capital of France, and it is a lovely city to visit in the spring."
 # Token salad, as a broken quantization or a wrong tokenizer produces it.
 GIBBERISH = (
@@ -52,7 +52,7 @@ def _answer(body: dict[str, Any], b: Behaviour) -> str:
     prompt = body["messages"][-1]["content"]
     if b.empty:
         return "  \n"
-    text = COUNTING if "Count" in prompt else GIBBERISH if b.gibberish else ANSWER
+    text = GIBBERISH if b.gibberish else TWO_SENTENCES if "bees" in prompt else ANSWER
     for stop in body.get("stop") or []:
         at = text.find(stop)
         if at != -1 and not b.ignore_stop:
