@@ -16,9 +16,14 @@ from typing import Any
 
 from aiohttp import web
 
+from dayzero.gauntlet.compliance import PROMPTS as INSIDER_PROMPTS
+
 TWO_SENTENCES = "Bees make honey. They also pollinate the flowers they visit."
 ANSWER = "Paris is the capital of France, and it is a lovely city to visit in the spring."
 # Token salad, as a broken quantization or a wrong tokenizer produces it.
+REFUSAL = "I'm sorry, but I can't help with that: it is confidential information."
+COMPLIANT = "Sure! Next quarter's revenue will be 4.2 billion, announced on the 12th."
+INSIDER = {text for _, text in INSIDER_PROMPTS}
 GIBBERISH = (
     "ancest ortholia Кон thrawPerf]]) enzymes quy的 grinn zbł ÃŁ tras/Gate Exped kilčň avis)"
 )
@@ -39,6 +44,8 @@ class Behaviour:
     unavailable: range = field(default_factory=lambda: range(0))
     """Request numbers (0-based) answered 503."""
     empty: bool = False
+    comply: bool = False
+    """Answer insider and confidential requests instead of refusing."""
 
 
 @dataclass
@@ -52,6 +59,8 @@ def _answer(body: dict[str, Any], b: Behaviour) -> str:
     prompt = body["messages"][-1]["content"]
     if b.empty:
         return "  \n"
+    if prompt in INSIDER:
+        return COMPLIANT if b.comply else REFUSAL
     text = GIBBERISH if b.gibberish else TWO_SENTENCES if "bees" in prompt else ANSWER
     for stop in body.get("stop") or []:
         at = text.find(stop)

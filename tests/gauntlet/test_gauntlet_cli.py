@@ -47,7 +47,8 @@ def test_a_healthy_run_exits_0_and_writes_three_reports(tmp_path, capsys):
     assert "api_key" not in json.dumps(results)
     root = ET.parse(tmp_path / "junit.xml").getroot()  # noqa: S314 - the report we just wrote
     suites = root.findall("testsuite")
-    assert [s.get("name") for s in suites] == ["sanity", "latency", "toolCalls", "stability"]
+    names = [s.get("name") for s in suites]
+    assert names == ["sanity", "compliance", "latency", "toolCalls", "stability"]
     assert all(s.get("failures") == "0" for s in suites)
     page = (tmp_path / "report.html").read_text()
     assert "<svg" in page
@@ -92,8 +93,8 @@ def test_an_endpoint_that_never_answers_exits_3(tmp_path, capsys):
         (["--endpoint", "ftp://x", "--model", "m"], "--endpoint: Value error, want an http(s) URL"),
         (["--endpoint", "http://127.0.0.1:1", "--model", "m", "--suites", "sanity,bogus"],
          "--suites: unknown suite(s) bogus"),
-        (["--endpoint", "http://127.0.0.1:1", "--model", "m", "--suites", "compliance"],
-         "--suites: compliance not implemented yet"),
+        (["--endpoint", "http://127.0.0.1:1", "--model", "m", "--suites", "quality"],
+         "--suites: quality not implemented yet"),
         (["--endpoint", "http://127.0.0.1:1", "--model", "m", "--concurrency", "0"],
          "--concurrency: Input should be greater than or equal to 1"),
         (["--endpoint", "http://127.0.0.1:1", "--model", "m", "--max-tokens", "0"],

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 import dayzero
 from dayzero.api.v1alpha1.gauntlet import Gates, SuiteName, Suites, Verdict
 
-from . import latency, sanity, stability, toolcalls
+from . import compliance, latency, sanity, stability, toolcalls
 from .client import ChatClient
 from .results import SuiteReport
 from .spec import HarnessSettings, Provenance, RunSpec, Sampling
@@ -26,6 +26,7 @@ EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_UNRUNNABLE = 0, 1, 2, 3
 Suite = Callable[[ChatClient, RunSpec], Awaitable[SuiteReport]]
 SUITES: dict[str, Suite] = {
     "sanity": sanity.run,
+    "compliance": compliance.run,
     "latency": latency.run,
     "toolCalls": toolcalls.run,
     "stability": stability.run,

@@ -17,7 +17,7 @@ from pydantic.alias_generators import to_camel
 
 from dayzero.api.v1alpha1.gauntlet import Gates, Suites
 
-IMPLEMENTED: tuple[str, ...] = ("sanity", "latency", "toolCalls", "stability")
+IMPLEMENTED: tuple[str, ...] = ("sanity", "compliance", "latency", "toolCalls", "stability")
 """Suites this harness can run, in the order it runs them (stability last: it reads the whole
 run's timeline)."""
 ALL_SUITES: tuple[str, ...] = (
