@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from cluster import ControlPlane, build_binaries, wait_until
+from fakes.hub import FakeHub
+from test_modeldeployment import LLAMA_8B, Operator, hub_repos, mdep
 
 pytestmark = pytest.mark.e2e
 
@@ -38,13 +41,17 @@ class Tools:
     """helm and kubectl against the chart's own plane."""
 
     def __init__(self, plane: ControlPlane) -> None:
+        self.plane = plane
         self.env = plane.env()
         self.bin = plane.binaries
 
-    def run(self, tool: str, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, tool: str, *args: str, timeout: float = 240, input_: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(self.bin / tool), *args],
             env=self.env,
+            input=input_,
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -133,11 +140,87 @@ def test_install_with_default_values(tools: Tools) -> None:
     assert tools.can("dayzero-watcher", "create", "modeldeployments.dayzero.dev", "-n", NS)
     assert not tools.can("dayzero-watcher", "delete", "modeldeployments.dayzero.dev", "-n", NS)
     assert not tools.can("dayzero-watcher", "create", "modeldeployments.dayzero.dev", "-n", "x")
+    helm_ok(tools.kubectl("create", "namespace", "models"))
 
-    # The chart's CRDs accept the examples.
-    tools.kubectl("create", "namespace", "models")
-    applied = tools.kubectl("apply", "--server-side", "-n", "models", "-f", str(ROOT / "examples"))
-    assert applied.returncode == 0, applied.stderr
+
+def service_account_kubeconfig(tools: Tools, name: str, path: Path) -> Path:
+    """A kubeconfig that authenticates as the chart's ServiceAccount `name`, by its token."""
+    token = tools.kubectl("create", "token", name, "-n", NS, "--duration=1h")
+    assert token.returncode == 0, token.stderr
+    admin = yaml.safe_load(tools.plane.kubeconfig.read_text())
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": admin["clusters"],
+        "users": [{"name": name, "user": {"token": token.stdout.strip()}}],
+        "contexts": [
+            {"name": name, "context": {"cluster": admin["clusters"][0]["name"], "user": name}}
+        ],
+        "current-context": name,
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_operator_works_within_the_charts_rbac(tools: Tools, tmp_path: Path) -> None:
+    """The operator, as its ServiceAccount, serves a model and renders a Lane: no 403 anywhere."""
+    kubeconfig = service_account_kubeconfig(tools, "dayzero-operator", tmp_path / "sa.kubeconfig")
+    # $KUBECONFIG, not --kubeconfig: kubernetes' client reads the variable once, at import, so
+    # kopf's login would not see a path set later by the flag.
+    env = tools.env | {"KUBECONFIG": str(kubeconfig)}
+    lane = {
+        "apiVersion": "dayzero.dev/v1alpha1",
+        "kind": "Lane",
+        "metadata": {"name": "chart-chat"},
+        "spec": {
+            "model": "chart-chat",
+            "backends": [{"name": "a", "modelDeploymentRef": {"name": "chart-8b"}}],
+        },
+    }
+    with FakeHub(hub_repos()) as hub:
+        op = Operator(env, hub.url, tmp_path / "operator.log")
+        op.args = [
+            "--routing-configmap",
+            f"{NS}/dayzero-routing",
+            "--metrics-port",
+            "0",
+        ]
+        op.start()
+        try:
+            applied = tools.run(
+                "kubectl",
+                "apply",
+                "-n",
+                "models",
+                "-f",
+                "-",
+                input_=mdep("chart-8b", LLAMA_8B) + "---\n" + yaml.safe_dump(lane),
+            )
+            assert applied.returncode == 0, applied.stderr
+
+            def ready(kind: str, name: str) -> bool | None:
+                obj = tools.json("get", kind, name, "-n", "models")
+                conds = {
+                    c["type"]: c["status"] for c in obj.get("status", {}).get("conditions", [])
+                }
+                return True if conds.get("Ready") == "True" else None
+
+            try:
+                wait_until(lambda: ready("mdep", "chart-8b"), timeout=120, what="chart-8b Ready")
+            except TimeoutError:
+                status = tools.json("get", "mdep", "chart-8b", "-n", "models").get("status")
+                log = (tmp_path / "operator.log").read_text()[-4000:]
+                pytest.fail(f"chart-8b not Ready: {json.dumps(status)}\noperator log:\n{log}")
+            wait_until(lambda: ready("lane", "chart-chat"), timeout=60, what="Lane Ready")
+            routing = tools.json("get", "configmap", "dayzero-routing", "-n", NS)
+            assert "chart-8b" in routing["data"]["routing.yaml"]
+        finally:
+            op.stop()
+    log = (tmp_path / "operator.log").read_text()
+    for denied in ("403", "Forbidden", "forbidden"):
+        assert denied not in log, log[-3000:]
+    # The routing ConfigMap is the operator's, not the release's: uninstall leaves it to be cleared.
+    tools.kubectl("delete", "configmap", "dayzero-routing", "-n", NS)
 
 
 def test_upgrade_with_changed_values(tools: Tools) -> None:
@@ -181,6 +264,10 @@ def test_upgrade_with_changed_values(tools: Tools) -> None:
         "dayzero-gateway", "patch", "modeldeployments.dayzero.dev", "--subresource=status", "-A"
     )
     assert not tools.can("dayzero-gateway", "patch", "modeldeployments.dayzero.dev", "-A")
+
+    # The chart's CRDs accept the examples (some name the Secret hf-token, now readable).
+    applied = tools.kubectl("apply", "--server-side", "-n", "models", "-f", str(ROOT / "examples"))
+    assert applied.returncode == 0, applied.stderr
 
     # A bad upgrade is refused before anything changes, naming the field.
     bad = tools.helm(
