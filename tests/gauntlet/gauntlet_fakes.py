@@ -59,6 +59,8 @@ def _answer(body: dict[str, Any], b: Behaviour) -> str:
     prompt = body["messages"][-1]["content"]
     if b.empty:
         return "  \n"
+    if "JSON" in prompt:
+        return '```json\n{"city": "Paris", "country": "France"}\n```'
     if prompt in INSIDER:
         return COMPLIANT if b.comply else REFUSAL
     text = GIBBERISH if b.gibberish else TWO_SENTENCES if "bees" in prompt else ANSWER

@@ -17,9 +17,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from . import quality
 from .report import write_all
 from .run import EXIT_USAGE, run
-from .spec import IMPLEMENTED, RunSpec, only
+from .spec import ALL_SUITES, IMPLEMENTED, RunSpec
 
 # Where a RunSpec field comes from on the command line, for error messages. Paths are the
 # API's camelCase: the API's models read only their aliases.
@@ -36,6 +37,7 @@ FLAGS = {
     "harness.timeoutSeconds": "--timeout",
     "harness.stabilityRequests": "--stability-requests",
     "sampling.temperature": "--temperature",
+    "harness.dataset": "--dataset",
 }
 
 
@@ -65,12 +67,22 @@ def _load(args: argparse.Namespace) -> dict[str, Any]:
         doc = loaded
     if args.suites is not None or "suites" not in doc:
         # The API enables suites this harness lacks by default; without a choice, run what it has.
-        chosen = args.suites if args.suites is not None else ",".join(IMPLEMENTED)
+        default = [n for n in IMPLEMENTED if n != "quality" or args.dataset]
+        chosen = args.suites if args.suites is not None else ",".join(default)
         names = [s.strip() for s in chosen.split(",") if s.strip()]
-        try:
-            doc["suites"] = only(names).model_dump(by_alias=True)
-        except ValueError as e:
-            raise UsageError(f"--suites: {e}") from e
+        unknown = [n for n in names if n not in ALL_SUITES]
+        if unknown:
+            raise UsageError(
+                f"--suites: unknown suite(s) {', '.join(unknown)}; known: {', '.join(ALL_SUITES)}"
+            )
+        # Only `enabled` changes: thresholds from --spec stay.
+        suites = doc.setdefault("suites", {})
+        if not isinstance(suites, dict):
+            raise UsageError("--spec: suites must be a mapping")
+        for name in ALL_SUITES:
+            entry = suites.setdefault(name, {})
+            if isinstance(entry, dict):
+                entry["enabled"] = name in names
     return doc
 
 
@@ -90,6 +102,7 @@ def build_spec(args: argparse.Namespace) -> RunSpec:
         "harness.timeoutSeconds": args.timeout,
         "harness.stabilityRequests": args.stability_requests,
         "sampling.temperature": args.temperature,
+        "harness.dataset": args.dataset,
         "provenance.modelSha": args.model_sha,
         "provenance.engine": args.engine,
         "provenance.image": args.image,
@@ -112,6 +125,14 @@ def build_spec(args: argparse.Namespace) -> RunSpec:
         where = ".".join(str(p) for p in first["loc"])
         name = FLAGS.get(where, f"field {where}")
         raise UsageError(f"{name}: {first['msg']}") from e
+    if "quality" in spec.enabled():
+        if not spec.harness.dataset:
+            raise UsageError("--dataset: the quality suite needs a JSONL dataset")
+        try:
+            _, digest = quality.load(spec.harness.dataset)
+        except quality.DatasetError as e:
+            raise UsageError(f"--dataset: {e}") from e
+        spec.provenance.dataset_hash = f"sha256:{digest}"
     missing = spec.not_implemented()
     if missing:
         raise UsageError(

@@ -14,7 +14,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="model name to send: a served name, or a gateway lane or tag")
     p.add_argument(
         "--suites",
-        help=f"comma-separated suites to run (default: {','.join(IMPLEMENTED)}); "
+        help=f"comma-separated suites to run (default: {','.join(IMPLEMENTED)}, quality only "
+        "with --dataset); "
         "API names, e.g. sanity,latency,toolCalls,stability",
     )
     p.add_argument("--concurrency", type=int, help="requests in flight (default 4)")
@@ -30,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="gauntlet-report", help="directory for the three reports")
     p.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the key")
     p.add_argument("--spec", help="a RunSpec as YAML or JSON; flags override its fields")
+    p.add_argument("--dataset", help="JSONL dataset of the quality suite (its sha256 is recorded)")
     p.add_argument("--model-sha", help="recorded in the report")
     p.add_argument("--engine", help="recorded in the report, e.g. vllm 0.33.0")
     p.add_argument("--image", help="recorded in the report")

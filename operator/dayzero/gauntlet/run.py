@@ -16,17 +16,20 @@ from pydantic import BaseModel, Field
 import dayzero
 from dayzero.api.v1alpha1.gauntlet import Gates, SuiteName, Suites, Verdict
 
-from . import compliance, latency, sanity, stability, toolcalls
+from . import compliance, latency, quality, sanity, stability, toolcalls
 from .client import ChatClient
 from .results import SuiteReport
 from .spec import HarnessSettings, Provenance, RunSpec, Sampling
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_UNRUNNABLE = 0, 1, 2, 3
+CHECKED = frozenset({"sanity", "compliance", "toolCalls"})
+"""Suites whose items count towards ``gates.minPassRate``."""
 
 Suite = Callable[[ChatClient, RunSpec], Awaitable[SuiteReport]]
 SUITES: dict[str, Suite] = {
     "sanity": sanity.run,
     "compliance": compliance.run,
+    "quality": quality.run,
     "latency": latency.run,
     "toolCalls": toolcalls.run,
     "stability": stability.run,
@@ -91,7 +94,9 @@ async def run(spec: RunSpec, *, transport: httpx.AsyncBaseTransport | None = Non
     if outcomes and all(o.status == 0 for o in outcomes):
         verdict, code = "Error", EXIT_UNRUNNABLE
         reason = f"the endpoint never answered: {outcomes[0].error}"
-    items = [i for r in results for i in r.items]
+    # The overall gate counts pass/fail checks; quality is scored against its own minScore and
+    # latency and stability judge distributions, not items.
+    items = [i for r in results if r.suite in CHECKED for i in r.items]
     figures = {"requests": float(len(outcomes))}
     if items:
         figures["passRate"] = sum(i.passed for i in items) / len(items)

@@ -17,7 +17,14 @@ from pydantic.alias_generators import to_camel
 
 from dayzero.api.v1alpha1.gauntlet import Gates, Suites
 
-IMPLEMENTED: tuple[str, ...] = ("sanity", "compliance", "latency", "toolCalls", "stability")
+IMPLEMENTED: tuple[str, ...] = (
+    "sanity",
+    "compliance",
+    "quality",
+    "latency",
+    "toolCalls",
+    "stability",
+)
 """Suites this harness can run, in the order it runs them (stability last: it reads the whole
 run's timeline)."""
 ALL_SUITES: tuple[str, ...] = (
@@ -70,6 +77,8 @@ class HarnessSettings(_Strict):
     """Requests the stability suite adds to the run's timeline before judging it."""
     stability_min_window_requests: int = Field(default=3, ge=1)
     """A window with fewer requests than this is too thin to fail the run."""
+    dataset: str | None = Field(default=None, max_length=4096)
+    """JSONL file of the quality suite (where the Job mounts the API's DatasetRef)."""
     bootstrap_resamples: int = Field(default=1000, ge=100, le=100_000)
     confidence: float = Field(default=0.95, gt=0, lt=1)
 
