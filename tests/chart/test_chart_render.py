@@ -336,3 +336,19 @@ def test_strict_schema_validation_catches_a_typo(default: list[dict[str, Any]]) 
     broken["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "Always"
     with pytest.raises(CheckError, match="imagePullPolicyy"):
         list(validate([broken]))
+
+
+@pytest.mark.parametrize("values", [None, ALL_VALUES], ids=["default", "all"])
+def test_watcher_config_and_args_are_the_watchers_own(values: Path | None) -> None:
+    """The rendered config parses with the watcher's own model; its args with its own CLI."""
+    config_module = pytest.importorskip("dayzero.watcher.config", reason="the watcher is not here")
+    objs = template(values)
+    config = yaml.safe_load(one(objs, "ConfigMap", "watcher")["data"]["watcher.yaml"])
+    parsed = config_module.parse_config(config)
+    assert parsed.namespace == NS
+    job = one(objs, "CronJob", "watcher")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    args = build_parser().parse_args(job["containers"][0]["args"])
+    assert args.config == "/etc/dayzero/watcher/watcher.yaml"
+    role = one(objs, "Role", "watcher")
+    state = next(r for r in role["rules"] if r.get("resourceNames"))
+    assert state["resourceNames"] == [parsed.state_config_map]
