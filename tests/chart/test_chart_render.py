@@ -352,3 +352,26 @@ def test_watcher_config_and_args_are_the_watchers_own(values: Path | None) -> No
     role = one(objs, "Role", "watcher")
     state = next(r for r in role["rules"] if r.get("resourceNames"))
     assert state["resourceNames"] == [parsed.state_config_map]
+
+
+def test_network_policies_keep_the_operator_reaching_the_gateway(
+    everything: list[dict[str, Any]],
+) -> None:
+    gateway = one(everything, "NetworkPolicy", "gateway")
+    [rule] = gateway["spec"]["ingress"]
+    assert {"namespaceSelector": {"matchLabels": {"dayzero.dev/clients": "true"}}} in rule["from"]
+    assert {
+        "podSelector": {
+            "matchLabels": {
+                "app.kubernetes.io/name": "dayzero",
+                "app.kubernetes.io/instance": "dayzero",
+                "app.kubernetes.io/component": "operator",
+            }
+        }
+    } in rule["from"]
+    operator = one(everything, "NetworkPolicy", "operator")
+    ports = [p["port"] for r in operator["spec"]["ingress"] for p in r["ports"]]
+    assert ports == [9090, 8080]
+    redis = one(everything, "NetworkPolicy", "redis")
+    [from_gateway] = redis["spec"]["ingress"][0]["from"]
+    assert from_gateway["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "gateway"
