@@ -43,6 +43,8 @@ class Behaviour:
     """Seconds before the first chunk."""
     unavailable: range = field(default_factory=lambda: range(0))
     """Request numbers (0-based) answered 503."""
+    unavailable_between: tuple[float, float] | None = None
+    """Seconds after the first request during which every request is answered 503."""
     empty: bool = False
     comply: bool = False
     """Answer insider and confidential requests instead of refusing."""
@@ -53,6 +55,7 @@ class Fake:
     url: str
     behaviour: Behaviour
     bodies: list[dict[str, Any]] = field(default_factory=list)
+    first: float = 0.0
 
 
 def _answer(body: dict[str, Any], b: Behaviour) -> str:
@@ -119,6 +122,11 @@ def _app(fake: Fake) -> web.Application:
         number = len(fake.bodies)
         fake.bodies.append(body)
         b = fake.behaviour
+        now = asyncio.get_running_loop().time()
+        fake.first = fake.first or now
+        window = b.unavailable_between
+        if window and window[0] <= now - fake.first < window[1]:
+            return web.json_response({"error": {"message": "no healthy worker"}}, status=503)
         if number in b.unavailable:
             return web.json_response({"error": {"message": "no healthy worker"}}, status=503)
         if b.delay:

@@ -15,14 +15,8 @@ from dayzero.gauntlet.spec import HarnessSettings, RunSpec, only
 
 
 def spec_for(url: str, suites: list[str], **extra: Any) -> RunSpec:
-    spec = RunSpec(
-        endpoint=url,
-        model="fake",
-        suites=only(suites),
-        concurrency=4,
-        harness=HarnessSettings(timeout_seconds=2, stability_requests=8),
-        **extra,
-    )
+    extra.setdefault("harness", HarnessSettings(timeout_seconds=2, stability_requests=8))
+    spec = RunSpec(endpoint=url, model="fake", suites=only(suites), concurrency=4, **extra)
     spec.suites.latency.requests = 8
     spec.suites.latency.warmup = 1
     return spec
@@ -125,6 +119,21 @@ def test_503_for_a_period_mid_run_fails_stability():
     assert "sustained 503" in (stability.reason or "")
     assert stability.figures["throttled"] == 8
     assert report.exit_code == EXIT_FAIL
+
+
+def test_503_for_a_time_mid_run_fails_stability():
+    """The issue's 30 s outage, scaled down: 503 from 0.2 s to 0.5 s of a 0.8 s run."""
+    spec_extra = {"harness": HarnessSettings(timeout_seconds=2, stability_requests=50)}
+    with serve(Behaviour(delay=0.03, unavailable_between=(0.2, 0.5))) as fake:
+        spec = spec_for(fake.url, ["stability"], **spec_extra)
+        spec.concurrency = 2
+        spec.suites.stability.window_seconds = 0.2
+        report = asyncio.run(run(spec))
+    stability = report.suite("stability")
+    assert stability.verdict == "Fail"
+    assert "sustained 503" in (stability.reason or "")
+    assert stability.figures["throttledSeconds"] > 0  # 503s come back at once: the run drains
+    assert stability.figures["throttled"] < 50  # the model answered before and after
 
 
 def test_a_single_503_is_not_sustained():
