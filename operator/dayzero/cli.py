@@ -74,6 +74,10 @@ def _provider_urls(pairs: list[str]) -> list[tuple[str, str]]:
 
 
 def _operator(args: argparse.Namespace) -> int:
+    if args.kubeconfig:
+        # Before the import: the kubernetes client reads $KUBECONFIG once, when it is imported,
+        # and kopf's login goes through that client.
+        os.environ["KUBECONFIG"] = args.kubeconfig
     # Imported here so that `dayzero crds` and friends do not pay for kopf and the client.
     from .controller.operator import OperatorConfig, images_from_env, run  # noqa: PLC0415
 

@@ -57,6 +57,10 @@ FACTS_TTL = 600.0
 MAX_GROUP_RESTARTS = 3
 
 
+class SecretForbiddenError(Exception):
+    """A Secret the spec names is forbidden to the operator."""
+
+
 class HubFetcher(Protocol):
     def __call__(self, repo: str, revision: str, token: str | None) -> tuple[str, ModelFacts]:
         """Resolve the revision to a commit SHA and read the model's facts, never its weights."""
@@ -117,9 +121,21 @@ def _resolve(deps: Deps, mdep: ModelDeployment, namespace: str) -> tuple[str, Mo
     if cached and now - cached[0] < FACTS_TTL:
         return cached[1], cached[2]
     token_ref = mdep.spec.weight_cache.hf_token_secret_ref
-    token = (
-        _secret_value(deps.kube, namespace, token_ref.name, token_ref.key) if token_ref else None
-    )
+    try:
+        token = (
+            _secret_value(deps.kube, namespace, token_ref.name, token_ref.key)
+            if token_ref
+            else None
+        )
+    except KubeError as exc:
+        if exc.status != 403:  # HTTP Forbidden
+            raise
+        # A condition, not a retry loop: only a person can grant the read.
+        raise SecretForbiddenError(
+            f"spec.weightCache.hfTokenSecretRef: the operator may not read Secret "
+            f"{namespace}/{token_ref.name if token_ref else ''} (it reads only the Secrets "
+            f"named in its RBAC, e.g. the chart's operator.secretNames): {exc.message}"
+        ) from None
     sha, facts = deps.fetch(hub.repo, hub.revision, token)
     deps.facts[key] = (now, sha, facts)
     return sha, facts
@@ -309,6 +325,10 @@ def _reconcile_hub(  # noqa: PLR0911, PLR0912, PLR0915 - one linear story, one r
     spec = mdep.spec
     try:
         sha, facts = _resolve(deps, mdep, namespace)
+    except SecretForbiddenError as exc:
+        st.set("WeightsResolved", False, "SecretForbidden", str(exc))
+        st.not_ready("Pending", "SecretForbidden", str(exc))
+        return SETTLED
     except HubError as exc:
         st.set("WeightsResolved", False, exc.reason, exc.message)
         permanent = exc.reason in ("GatedRepo", "RepoNotFound", "RevisionNotFound")
