@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 from gauntlet_fakes import Behaviour, serve
+from prometheus_client.parser import text_string_to_metric_families
 
 from dayzero.cli import main
 
@@ -21,7 +22,7 @@ def run_cli(url: str, tmp_path, *extra: str) -> int:
     return main([*argv, *FAST, *extra])
 
 
-def test_a_healthy_run_exits_0_and_writes_three_reports(tmp_path, capsys):
+def test_a_healthy_run_exits_0_and_writes_the_reports(tmp_path, capsys):
     with serve() as fake:
         code = run_cli(
             fake.url, tmp_path, "--model-sha", "abc123", "--engine", "vllm 0.33.0",
@@ -55,6 +56,21 @@ def test_a_healthy_run_exits_0_and_writes_three_reports(tmp_path, capsys):
     assert "abc123" in page
     assert "http://" not in page.split("<body>")[0]  # self-contained: nothing to fetch
     assert "verdict    Pass (exit 0)" in capsys.readouterr().out
+    samples = {
+        (m.name, tuple(sorted(m.labels.items()))): m.value
+        for family in text_string_to_metric_families((tmp_path / "metrics.prom").read_text())
+        for m in family.samples
+    }
+    labels = {"model": "fake", "model_sha": "abc123"}
+
+    def sample(name: str, **extra: str) -> float:
+        return samples[(name, tuple(sorted({**labels, **extra}.items())))]
+
+    assert sample("dayzero_gauntlet_verdict", verdict="Pass") == 1
+    assert sample("dayzero_gauntlet_verdict", verdict="Fail") == 0
+    assert sample("dayzero_gauntlet_suite_verdict", suite="latency", verdict="Pass") == 1
+    p95 = results["results"][2]["figures"]["p95Seconds"]
+    assert sample("dayzero_gauntlet_figure", suite="latency", figure="p95Seconds") == p95
 
 
 def test_a_failing_run_exits_1_with_the_reason_in_every_report(tmp_path, capsys):
@@ -102,6 +118,8 @@ def test_an_endpoint_that_never_answers_exits_3(tmp_path, capsys):
         (["--endpoint", "http://127.0.0.1:1", "--model", "m", "--timeout", "-1"],
          "--timeout: Input should be greater than 0"),
         (["--endpoint", "http://127.0.0.1:1"], "--model is required"),
+        (["--endpoint", "http://127.0.0.1:1", "--model", "m", "--p95-seconds", "50"],
+         "--p95-seconds: must not exceed --max-seconds"),
         (["--endpoint", "http://127.0.0.1:1", "--model", "m", "--api-key-env", "NOPE_NOT_SET"],
          "--api-key-env: $NOPE_NOT_SET is not set"),
         (["--spec", "/nonexistent/spec.yaml"], "--spec: cannot read"),

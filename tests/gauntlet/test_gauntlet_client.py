@@ -74,12 +74,16 @@ def test_a_503_is_an_outcome_with_its_time_not_an_exception():
 
 
 def test_a_server_that_ignores_stream_is_read_whole():
+    call_ = {"id": "c", "function": {"name": "get_time", "arguments": {"city": "Oslo"}}}
     answer = {
-        "choices": [{"message": {"content": "Whole."}, "finish_reason": "stop"}],
+        "choices": [
+            {"message": {"content": "Whole.", "tool_calls": [call_]}, "finish_reason": "stop"}
+        ],
         "usage": {"completion_tokens": 2},
     }
     outcome, _ = call(lambda _: httpx.Response(200, json=answer))
     assert (outcome.text, outcome.finish_reason, outcome.chunks) == ("Whole.", "stop", 1)
+    assert outcome.tool_calls[0].arguments == '{"city": "Oslo"}'  # an object, re-encoded
 
 
 def test_a_malformed_chunk_is_recorded():

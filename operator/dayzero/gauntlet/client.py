@@ -162,7 +162,7 @@ def _apply_chunk(outcome: Outcome, chunk: dict[str, Any], start: float) -> None:
             fn = call.get("function") or {}
             merged.id = call.get("id") or merged.id
             merged.name += fn.get("name") or ""
-            merged.arguments += fn.get("arguments") or ""
+            merged.arguments += _arguments(fn.get("arguments"))
             got = True
         if got:
             outcome.chunks += 1
@@ -180,10 +180,19 @@ def _apply_message(outcome: Outcome, answer: dict[str, Any], start: float) -> No
         for call in message.get("tool_calls") or []:
             fn = call.get("function") or {}
             outcome.tool_calls.append(
-                ToolCall(fn.get("name") or "", fn.get("arguments") or "", call.get("id") or "")
+                ToolCall(
+                    fn.get("name") or "", _arguments(fn.get("arguments")), call.get("id") or ""
+                )
             )
         outcome.finish_reason = choice.get("finish_reason")
     outcome.chunks = 1
     usage = answer.get("usage") or {}
     if usage.get("completion_tokens") is not None:
         outcome.completion_tokens = int(usage["completion_tokens"])
+
+
+def _arguments(value: object) -> str:
+    """Arguments as the raw string; a server that sends an object gets it re-encoded."""
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value)

@@ -133,6 +133,9 @@ def build_spec(args: argparse.Namespace) -> RunSpec:
         except quality.DatasetError as e:
             raise UsageError(f"--dataset: {e}") from e
         spec.provenance.dataset_hash = f"sha256:{digest}"
+    if spec.gates.p95_seconds > spec.gates.max_seconds:
+        # The API's CEL rule, which only an API server enforces.
+        raise UsageError("--p95-seconds: must not exceed --max-seconds")
     missing = spec.not_implemented()
     if missing:
         raise UsageError(

@@ -1,5 +1,6 @@
-"""The run's outputs: JSON results, JUnit XML (one testsuite per suite, one testcase per item)
-and one self-contained HTML report with an inline SVG latency histogram.
+"""The run's outputs: JSON results, JUnit XML (one testsuite per suite, one testcase per item),
+one self-contained HTML report with an inline SVG latency histogram, and a Prometheus text file
+(for node-exporter's textfile collector or a push) of the verdicts and figures.
 """
 
 from __future__ import annotations
@@ -9,19 +10,60 @@ import json
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+
 from .run import RunReport
 
 JSON_NAME, JUNIT_NAME, HTML_NAME = "results.json", "junit.xml", "report.html"
+METRICS_NAME = "metrics.prom"
+VERDICTS = ("Pass", "Fail", "Error", "Skipped")
 
 
 def write_all(report: RunReport, out: Path) -> list[Path]:
-    """Write the three files into ``out`` (created if needed); returns their paths."""
+    """Write the four files into ``out`` (created if needed); returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / JSON_NAME, out / JUNIT_NAME, out / HTML_NAME]
+    paths = [out / JSON_NAME, out / JUNIT_NAME, out / HTML_NAME, out / METRICS_NAME]
     paths[0].write_text(to_json(report))
     paths[1].write_text(to_junit(report))
     paths[2].write_text(to_html(report))
+    paths[3].write_text(to_metrics(report))
     return paths
+
+
+def to_metrics(report: RunReport) -> str:
+    """Prometheus text format: one-hot verdicts (a state set) and every suite figure."""
+    registry = CollectorRegistry()
+    labels = {"model": report.model, "model_sha": report.provenance.model_sha or ""}
+    run = Gauge(
+        "dayzero_gauntlet_verdict",
+        "1 for the run's verdict, 0 for the others",
+        [*labels, "verdict"],
+        registry=registry,
+    )
+    suite = Gauge(
+        "dayzero_gauntlet_suite_verdict",
+        "1 for each suite's verdict, 0 for the others",
+        [*labels, "suite", "verdict"],
+        registry=registry,
+    )
+    figure = Gauge(
+        "dayzero_gauntlet_figure",
+        "A suite's key figure (seconds, rates, counts), named as in results.json",
+        [*labels, "suite", "figure"],
+        registry=registry,
+    )
+    duration = Gauge(
+        "dayzero_gauntlet_duration_seconds", "Wall time of the run", [*labels], registry=registry
+    )
+    for verdict in VERDICTS:
+        run.labels(**labels, verdict=verdict).set(float(report.verdict == verdict))
+    for r in report.results:
+        for verdict in VERDICTS:
+            suite.labels(**labels, suite=r.suite, verdict=verdict).set(float(r.verdict == verdict))
+        for name, value in sorted(r.figures.items()):
+            figure.labels(**labels, suite=r.suite, figure=name).set(value)
+    duration.labels(**labels).set(report.duration_seconds)
+    return generate_latest(registry).decode()
 
 
 def to_json(report: RunReport) -> str:
