@@ -6,8 +6,7 @@ p95 gate is judged on the point estimate (the interval is reported beside it).
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 from .client import ChatClient
 from .results import Item, SuiteReport, excerpt
@@ -17,7 +16,9 @@ from .stats import bootstrap_ci, percentile
 PROMPT = "Explain in two sentences what a load balancer does."
 
 
-def _p(q: float) -> Any:  # noqa: ANN401 - a statistic for the bootstrap
+def _p(q: float) -> Callable[[Sequence[float]], float]:
+    """The q-th percentile as a statistic for the bootstrap."""
+
     def statistic(values: Sequence[float]) -> float:
         return percentile(values, q)
 

@@ -26,7 +26,7 @@ CHECKED = frozenset({"sanity", "compliance", "toolCalls"})
 """Suites whose items count towards ``gates.minPassRate``."""
 
 Suite = Callable[[ChatClient, RunSpec], Awaitable[SuiteReport]]
-SUITES: dict[str, Suite] = {
+SUITES: dict[SuiteName, Suite] = {
     "sanity": sanity.run,
     "compliance": compliance.run,
     "quality": quality.run,
@@ -84,7 +84,7 @@ async def run(spec: RunSpec, *, transport: httpx.AsyncBaseTransport | None = Non
             except Exception as e:  # noqa: BLE001 - one broken suite is reported, the rest run
                 results.append(
                     SuiteReport(
-                        suite=name,  # type: ignore[arg-type]  # IMPLEMENTED holds API names
+                        suite=name,
                         verdict="Error",
                         reason=f"the suite broke: {type(e).__name__}: {e}",
                     )

@@ -9,15 +9,14 @@ settings) and under ``provenance`` (what the report records about the model unde
 
 from __future__ import annotations
 
-from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
-from dayzero.api.v1alpha1.gauntlet import Gates, Suites
+from dayzero.api.v1alpha1.gauntlet import Gates, SuiteName, Suites
 
-IMPLEMENTED: tuple[str, ...] = (
+IMPLEMENTED: tuple[SuiteName, ...] = (
     "sanity",
     "compliance",
     "quality",
@@ -27,7 +26,7 @@ IMPLEMENTED: tuple[str, ...] = (
 )
 """Suites this harness can run, in the order it runs them (stability last: it reads the whole
 run's timeline)."""
-ALL_SUITES: tuple[str, ...] = (
+ALL_SUITES: tuple[SuiteName, ...] = (
     "sanity",
     "compliance",
     "latency",
@@ -110,11 +109,11 @@ class RunSpec(_Strict):
             path += "/v1"
         return f"{parts.scheme}://{parts.netloc}{path}"
 
-    def enabled(self) -> list[str]:
+    def enabled(self) -> list[SuiteName]:
         """Names of the enabled suites this harness implements, in run order."""
         return [n for n in IMPLEMENTED if getattr(self.suites, _FIELD.get(n, n)).enabled]
 
-    def not_implemented(self) -> list[str]:
+    def not_implemented(self) -> list[SuiteName]:
         """Enabled suites this harness cannot run yet."""
         return [
             n
@@ -136,6 +135,3 @@ def only(suites: list[str]) -> Suites:
         for n in ALL_SUITES
     }
     return base.model_copy(update=update)
-
-
-Verdict = Literal["Pass", "Fail", "Error", "Skipped"]
