@@ -120,11 +120,20 @@ cluster-down: setup
 
 ## Demo ------------------------------------------------------------------------------------------
 
-demo: setup cluster
+demo: setup cluster model-env
 	$(BIN)/python -m e2e.demo up
 
 demo-down: setup
 	$(BIN)/python -m e2e.demo down
+
+## Benchmarks ------------------------------------------------------------------------------------
+
+# The gateway beside LiteLLM and Portkey (pinned, installed once under ~/.cache/dayzero/bench; a
+# failed install is reported and that competitor shown as unavailable). BENCH_ARGS=--smoke for CI.
+.PHONY: bench-gateway
+bench-gateway: setup
+	-$(BIN)/python bench/gateway/setup_competitors.py
+	$(BIN)/python bench/gateway/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

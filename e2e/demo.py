@@ -15,8 +15,10 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -26,6 +28,8 @@ STATE = Path.home() / ".cache" / "dayzero" / "demo"
 FIXTURES = ROOT / "tests" / "planner" / "fixtures"
 GATEWAY_PORT_FILE = STATE / "gateway.port"
 DEMO_KEY = "sk-dayzero-demo"  # a demo-only key: the document holds its sha256, never the key
+NEW_RELEASE = "newlab/Nova-70B-Instruct"
+NEW_NAME_FILE = STATE / "new-release.name"
 # The examples' repos as the fake Hub serves them: (repo, fixture or inline config, sha, counts).
 QWEN3_32B = {
     "architectures": ["Qwen3ForCausalLM"],
@@ -96,6 +100,19 @@ def serve_engine(url_file: Path) -> int:
     from fakes.engine import FakeEngine  # noqa: PLC0415 - the e2e helpers are not a package
 
     engine = FakeEngine("vllm-on-a-fake-h100")
+    # Where the simulated new deployment's endpoint is mapped: it accepts and never answers.
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(64)
+    held: list[socket.socket] = []
+
+    def swallow() -> None:
+        while True:
+            with contextlib.suppress(OSError):
+                held.append(hole.accept()[0])
+
+    threading.Thread(target=swallow, daemon=True).start()
+    (url_file.parent / "blackhole.url").write_text(f"http://127.0.0.1:{hole.getsockname()[1]}")
     url_file.write_text(engine.url)
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
     engine.close()
@@ -162,7 +179,13 @@ def start_gateway(env: dict[str, str]) -> str:
             break
         time.sleep(0.3)
     endpoints = run(["kubectl", "get", "mdep", "-n", NAMESPACE, "-o", ENDPOINTS], env).split()
-    url_map = [f"--url-map={e.removesuffix('/v1')}={engine}" for e in endpoints if ".svc:" in e]
+    hole = (STATE / "blackhole.url").read_text()
+    new = f"http://{NEW_NAME_FILE.read_text()}." if NEW_NAME_FILE.exists() else "-"
+    url_map = [
+        f"--url-map={e.removesuffix('/v1')}={hole if e.startswith(new) else engine}"
+        for e in endpoints
+        if ".svc:" in e
+    ]
     port = GATEWAY_PORT_FILE.read_text()
     gateway = [sys.executable, "-m", "dayzero.cli", "gateway", "--config", str(config)]
     gateway += ["--host", "127.0.0.1", "--port", port, "--loopback-only", *url_map]
@@ -198,6 +221,14 @@ def serve_hub(url_file: Path) -> int:
             parameters={"BF16": 405_853_388_800},
         ),
         FakeModel(repo="Qwen/Qwen3-32B", config=QWEN3_32B, parameters={"BF16": 32_762_123_264}),
+        # The simulated release the watcher finds: a new 70B from a whitelisted org.
+        FakeModel(
+            repo=NEW_RELEASE,
+            config=fixture("llama-3.1-70b"),
+            parameters={"BF16": 70_553_706_496},
+            license="llama3.1",
+            created_at="2026-11-30T06:00:00.000Z",
+        ),
     ]
     with FakeHub(models) as hub:
         url_file.write_text(hub.url)
@@ -206,8 +237,6 @@ def serve_hub(url_file: Path) -> int:
 
 
 def free_port() -> int:
-    import socket  # noqa: PLC0415 - only here
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -279,6 +308,157 @@ def wait_ready(env: dict[str, str], count: int, timeout: float) -> None:
             return
         time.sleep(1)
     print(f"(not every deployment is Ready after {timeout:.0f}s; see {STATE / 'operator.log'})")
+
+
+def start_model(env: dict[str, str]) -> tuple[str, str]:
+    """SmolLM2-135M-Instruct under `transformers serve` on the CPU, from the model venv
+    (`make model-env`): the real small model every step below ends up answering with."""
+    sys.path.insert(0, str(ROOT / "e2e" / "model"))
+    from cache import model_dir, venv_dir  # noqa: PLC0415 - stdlib-only helper of e2e/model
+
+    serve, weights = venv_dir() / "bin" / "transformers", model_dir()
+    if not serve.is_file() or not (weights / "config.json").is_file():
+        raise SystemExit(f"demo: no model venv or weights ({serve}, {weights}): `make model-env`")
+    hub_cache = STATE / "hf-hub-cache"
+    hub_cache.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    cmd = [str(serve), "serve", str(weights), "--host", "127.0.0.1", "--port", str(port)]
+    model_env = env | {
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_CACHE": str(hub_cache),  # its /v1/models scans this folder; it must exist
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "TQDM_DISABLE": "1",
+    }
+    _spawn("model", [*cmd, "--device", "cpu"], model_env)
+    return f"http://127.0.0.1:{port}", str(weights)
+
+
+def wait_model(url: str, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while _http("GET", url + "/health", key=None)[0] != 200:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"demo: transformers serve did not start; see {STATE / 'model.log'}")
+        time.sleep(0.5)
+
+
+def run_watcher(env: dict[str, str], hub: str) -> str:
+    """One `dayzero watcher poll` on the fake Hub: it finds the release and creates its
+    ModelDeployment (mode auto). Returns the ModelDeployment's name."""
+    config = STATE / "watcher.json"
+    config.write_text(
+        json.dumps(
+            {
+                "hub": {"orgs": ["newlab"]},
+                "mode": "auto",
+                "namespace": NAMESPACE,
+                "budget": {"gpuKind": "h100-80gb", "maxGpus": 16},
+                "deployment": {"tags": ["candidate"]},
+                "stateConfigMap": "dayzero-watcher-state",
+            }
+        )
+    )
+    # A reused cluster remembers the release from the last demo: start the watcher afresh.
+    forget = ["kubectl", "delete", "cm", "dayzero-watcher-state", "-n", NAMESPACE]
+    run([*forget, "--ignore-not-found"], env)
+    poll = [sys.executable, "-m", "dayzero.cli", "watcher", "poll", "--config", str(config)]
+    summary = json.loads(run([*poll, "--hub-endpoint", hub], env))
+    name = ""
+    for model in summary.get("models", []):
+        plan = model.get("plan") or {}
+        print(
+            f"{model.get('repo')}@{str(model.get('sha'))[:12]}: {model.get('verdict')} "
+            f"({plan.get('gpus')} GPUs, TP{plan.get('tensorParallel')}) -> "
+            f"{model.get('action')} ModelDeployment {model.get('name')}"
+        )
+        name = model.get("name") or name
+    if not name:
+        raise SystemExit(f"demo: the watcher created nothing: {json.dumps(summary)[:2000]}")
+    NEW_NAME_FILE.write_text(name)
+    return name
+
+
+def day_zero_lane(new: str, model_url: str, model_id: str) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "dayzero.dev/v1alpha1",
+            "kind": "Lane",
+            "metadata": {"name": "day-zero"},
+            "spec": {
+                "model": "day-zero",
+                "backends": [
+                    {"name": "nova", "modelDeploymentRef": {"name": new}, "timeoutSeconds": 2},
+                    {
+                        "name": "smollm2",
+                        "url": {"url": model_url + "/v1", "model": model_id},
+                        "timeoutSeconds": 120,
+                    },
+                ],
+                "circuitBreaker": {"consecutiveTimeouts": 2, "openSeconds": 300},
+            },
+        }
+    )
+
+
+def show_failover(env: dict[str, str], gateway: str, lane: str) -> None:
+    """The new deployment times out twice, the circuit opens, the real model answers."""
+    run(["kubectl", "apply", "-n", NAMESPACE, "-f", "-"], env, stdin=lane)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = json.loads(
+            run(["kubectl", "get", "lane", "day-zero", "-n", NAMESPACE, "-o", "json"], env)
+        ).get("status", {})
+        if status.get("configHash") and status.get("configHash") == status.get("appliedConfigHash"):
+            break
+        time.sleep(0.5)
+    ask = {"model": "day-zero", "messages": [{"role": "user", "content": "Say hi."}]}
+    ask["max_tokens"] = 16
+    for i in range(3):
+        began = time.monotonic()
+        code, headers, _ = _http("POST", gateway + "/v1/chat/completions", ask)
+        print(
+            f"request {i + 1}: {code} in {time.monotonic() - began:.1f}s, "
+            f"X-Dayzero-Backend: {headers.get('x-dayzero-backend')}"
+        )
+    _, _, body = _http("GET", gateway + "/v1/models/status")
+    for backend in json.loads(body).get("backends", []):
+        if backend["name"].startswith("day-zero-"):
+            print(f"  {backend['name']}: circuit {backend['circuit']}, health {backend['health']}")
+
+
+def show_gauntlet(gateway: str) -> Path:
+    """`dayzero gauntlet run` (the harness) on the real model through the lane."""
+    out = STATE / "gauntlet"
+    cmd = [sys.executable, "-m", "dayzero.cli", "gauntlet", "run", "--endpoint", gateway + "/v1"]
+    cmd += ["--model", "day-zero", "--suites", "sanity,latency", "--requests", "5"]
+    cmd += ["--concurrency", "1", "--max-tokens", "16", "--out", str(out)]
+    cmd += ["--api-key-env", "DAYZERO_DEMO_KEY"]
+    result = subprocess.run(
+        cmd,
+        env=os.environ | {"DAYZERO_DEMO_KEY": DEMO_KEY},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        check=False,
+    )
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    print("\n".join(lines[-12:]))
+    print(f"exit code {result.returncode} ({'pass' if result.returncode == 0 else 'not a pass'})")
+    return out
+
+
+def show_openai_client(gateway: str) -> None:
+    import openai  # noqa: PLC0415 - the official client, from the dev environment
+
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=DEMO_KEY, max_retries=0)
+    answer = client.chat.completions.create(
+        model="day-zero",
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+        max_tokens=24,
+        temperature=0,
+    )
+    print(f"openai.OpenAI(...).chat.completions.create -> {answer.choices[0].message.content!r}")
+    print(f"usage: {answer.usage}")
 
 
 def show_gateway(env: dict[str, str], gateway: str) -> None:
@@ -381,26 +561,28 @@ def show_promotion(env: dict[str, str], gateway: str) -> None:
     print(f"dayzero lane rollback chat -> status.lastRollback: {record}")
 
 
-def up() -> int:
-    began = time.monotonic()
-    say("Local control plane: etcd, kube-apiserver, controller-manager, scheduler, kwok")
-    started = cluster("up")
-    kubeconfig = re.search(r"export KUBECONFIG=(\S+)", started)
-    path = re.search(r"export PATH=([^:\s]+)", started)
-    if not kubeconfig or not path:
-        raise SystemExit(f"demo: could not read the kubeconfig from:\n{started}")
-    env = os.environ | {"KUBECONFIG": kubeconfig[1], "PATH": f"{path[1]}:{os.environ['PATH']}"}
-    print(run(["kubectl", "get", "nodes", "-L", "nvidia.com/gpu.product"], env), end="")
+def show_bad_input(env: dict[str, str]) -> None:
+    """An invalid object is refused at admission, naming the field."""
+    say("Bad input is refused by the API server, naming the field")
+    bad = (
+        "apiVersion: dayzero.dev/v1alpha1\nkind: ModelDeployment\nmetadata: {name: bad}\n"
+        "spec:\n  source: {hub: {repo: org/model, revision: main}}\n"
+        "  resources: {gpusPerNode: 8, nodes: 1, tensorParallel: 4, pipelineParallel: 1}\n"
+    )
+    refused = subprocess.run(
+        ["kubectl", "apply", "-n", NAMESPACE, "-f", "-"],
+        env=env,
+        input=bad,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    print(refused.stderr.strip())
 
-    say("CRDs (generated from the pydantic models), installed with server-side apply")
-    print(run(["kubectl", "apply", "--server-side", "-f", "crds/"], env), end="")
-    crds = [f"crd/{kind}.dayzero.dev" for kind in ("modeldeployments", "lanes", "gauntlets")]
-    run(["kubectl", "wait", "--for=condition=Established", "--timeout=60s", *crds], env)
 
-    say("A fake Hugging Face Hub on loopback, and the operator reading from it")
-    hub = start_hub_and_operator(env)
-    print(f"fake Hub {hub}; operator log {STATE / 'operator.log'}")
-
+def show_examples(env: dict[str, str]) -> None:
+    """Every example applied; the operator plans and serves the ModelDeployments."""
     say(f"Examples, applied to namespace {NAMESPACE}")
     if not run(["kubectl", "get", "namespace", NAMESPACE], env, check=False):
         run(["kubectl", "create", "namespace", NAMESPACE], env)
@@ -420,31 +602,89 @@ def up() -> int:
     print(run(["kubectl", "get", "mdep", "llama-3-1-405b", "-n", NAMESPACE, "-o", REASONS], env))
     print(run(["kubectl", "get", "lane,gnt", "-n", NAMESPACE], env), end="")
 
+
+def show_release(env: dict[str, str], hub: str) -> str:
+    """The watcher finds the simulated release and the operator plans and serves it."""
+    say(f"A release lands on the fake Hub ({NEW_RELEASE}); the watcher creates its deployment")
+    new = run_watcher(env, hub)
+    wait_ready(env, count=5, timeout=90)
+    plan = (
+        "jsonpath={.status.plan.gpus} GPUs: TP{.status.plan.tensorParallel}"
+        " x PP{.status.plan.pipelineParallel}, {.status.phase}"
+    )
+    print(f"{new}: " + run(["kubectl", "get", "mdep", new, "-n", NAMESPACE, "-o", plan], env))
+    print(
+        run(
+            [
+                "kubectl",
+                "get",
+                "pods",
+                "-n",
+                NAMESPACE,
+                "-l",
+                f"dayzero.dev/model-deployment={new}",
+                "-o",
+                "wide",
+            ],
+            env,
+        ),
+        end="",
+    )
+    return new
+
+
+def up() -> int:
+    began = time.monotonic()
+    say("Local control plane: etcd, kube-apiserver, controller-manager, scheduler, kwok")
+    started = cluster("up")
+    kubeconfig = re.search(r"export KUBECONFIG=(\S+)", started)
+    path = re.search(r"export PATH=([^:\s]+)", started)
+    if not kubeconfig or not path:
+        raise SystemExit(f"demo: could not read the kubeconfig from:\n{started}")
+    env = os.environ | {"KUBECONFIG": kubeconfig[1], "PATH": f"{path[1]}:{os.environ['PATH']}"}
+    print(run(["kubectl", "get", "nodes", "-L", "nvidia.com/gpu.product"], env), end="")
+
+    say("CRDs (generated from the pydantic models), installed with server-side apply")
+    print(run(["kubectl", "apply", "--server-side", "-f", "crds/"], env), end="")
+    crds = [f"crd/{kind}.dayzero.dev" for kind in ("modeldeployments", "lanes", "gauntlets")]
+    run(["kubectl", "wait", "--for=condition=Established", "--timeout=60s", *crds], env)
+
+    say("A fake Hugging Face Hub on loopback, and the operator reading from it")
+    hub = start_hub_and_operator(env)
+    print(f"fake Hub {hub}; operator log {STATE / 'operator.log'}")
+    model_url, model_id = start_model(env)  # starts now, needed from the lane step on
+
+    show_examples(env)
+    new = show_release(env, hub)
+
     say("The gateway: Lanes rendered into a ConfigMap, hot-reloaded, one OpenAI + Ollama API")
     gateway = start_gateway(env)
     show_gateway(env, gateway)
+
+    say(
+        "Lane day-zero: the new deployment first (simulated: nothing answers in time),"
+        " then the real model"
+    )
+    wait_model(model_url)
+    show_failover(env, gateway, day_zero_lane(new, model_url, model_id))
+
+    say("The gauntlet harness evaluates the real small model through the lane")
+    report = show_gauntlet(gateway)
+
+    say("A chat request through the gateway with the official openai client")
+    show_openai_client(gateway)
     show_promotion(env, gateway)
 
-    say("Bad input is refused by the API server, naming the field")
-    bad = (
-        "apiVersion: dayzero.dev/v1alpha1\nkind: ModelDeployment\nmetadata: {name: bad}\n"
-        "spec:\n  source: {hub: {repo: org/model, revision: main}}\n"
-        "  resources: {gpusPerNode: 8, nodes: 1, tensorParallel: 4, pipelineParallel: 1}\n"
-    )
-    refused = subprocess.run(
-        ["kubectl", "apply", "-n", NAMESPACE, "-f", "-"],
-        env=env,
-        input=bad,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    print(refused.stderr.strip())
+    show_bad_input(env)
 
     say(f"Done in {time.monotonic() - began:.0f}s")
     print(f"export KUBECONFIG={kubeconfig[1]}")
     print(f"export PATH={path[1]}:$PATH")
+    print(f"gauntlet report: {report / 'report.html'}")
+    print(
+        f"curl -s {gateway}/v1/chat/completions -H 'Authorization: Bearer {DEMO_KEY}' "
+        '-d \'{"model": "day-zero", "messages": [{"role": "user", "content": "hi"}]}\''
+    )
     print("kubectl explain modeldeployment.spec.resources")
     print("make demo-down    # stop everything")
     return 0
