@@ -8,6 +8,7 @@ import json
 import httpx
 
 from dayzero.gauntlet.client import ChatClient, Outcome
+from dayzero.gauntlet.stability import bad_periods
 from dayzero.gauntlet.stats import bootstrap_ci, percentile, rule_of_three
 
 
@@ -132,3 +133,26 @@ def test_percentiles_and_intervals():
     )
     assert rule_of_three(300) == 0.01
     assert rule_of_three(0) == 1.0
+
+
+def timeline(*pairs: tuple[float, int]) -> list[Outcome]:
+    return [Outcome(started=t, status=s) for t, s in pairs]
+
+
+def test_sliding_window_finds_each_outage_as_its_own_period():
+    ok = [(t / 10, 200) for t in range(0, 100)]  # 10 s of requests every 0.1 s
+    outage = {round(t / 10, 1) for t in [*range(20, 30), *range(70, 77)]}
+    run = timeline(*((t, 503 if t in outage else s) for t, s in ok))
+    periods = bad_periods(run, window=1.0, max_rate=0.5, min_requests=3)
+    assert [(round(a, 1), round(b, 1), n, total) for a, b, n, total in periods] == [
+        (2.0, 2.9, 10, 10),
+        (7.0, 7.6, 7, 7),
+    ]
+
+
+def test_sliding_window_ignores_thin_windows_and_rates_at_the_limit():
+    thin = timeline((0.0, 503), (0.1, 503), (5.0, 200))
+    assert bad_periods(thin, window=1.0, max_rate=0.5, min_requests=3) == []
+    half = timeline((0.0, 429), (0.1, 200), (0.2, 429), (0.3, 200))
+    assert bad_periods(half, window=1.0, max_rate=0.5, min_requests=3) == []
+    assert len(bad_periods(half, window=1.0, max_rate=0.4, min_requests=3)) == 1

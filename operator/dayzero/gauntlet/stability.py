@@ -19,29 +19,28 @@ PROMPT = "Say OK."
 def bad_periods(
     outcomes: list[Outcome], window: float, max_rate: float, min_requests: int
 ) -> list[tuple[float, float, int, int]]:
-    """Merged periods ``(start, end, throttled, total)`` whose windows exceed ``max_rate``.
+    """Periods ``(start, end, throttled, total)`` in which 503/429 exceed ``max_rate``.
 
-    A window starts at each request and spans ``window`` seconds of request start times."""
+    A window opens at each request and spans ``window`` seconds of start times. Every window over
+    the rate contributes the span from its first to its last throttled request; overlapping
+    spans merge into one period."""
     timeline = sorted(outcomes, key=lambda o: o.started)
-    periods: list[tuple[float, float, int, int]] = []
+    spans: list[tuple[float, float]] = []
     for i, first in enumerate(timeline):
         inside = [o for o in timeline[i:] if o.started < first.started + window]
-        throttled = [o for o in inside if o.status in THROTTLED]
-        if len(inside) < min_requests or len(throttled) / len(inside) <= max_rate:
-            continue
-        start, end = throttled[0].started, throttled[-1].started
-        if periods and start <= periods[-1][1]:
-            p = periods[-1]
-            ids = {id(o) for o in timeline if p[0] <= o.started <= max(end, p[1])}
-            merged = [o for o in timeline if id(o) in ids]
-            periods[-1] = (
-                p[0],
-                max(end, p[1]),
-                sum(o.status in THROTTLED for o in merged),
-                len(merged),
-            )
+        throttled = [o.started for o in inside if o.status in THROTTLED]
+        if len(inside) >= min_requests and len(throttled) / len(inside) > max_rate:
+            spans.append((throttled[0], throttled[-1]))
+    merged: list[tuple[float, float]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
         else:
-            periods.append((start, end, len(throttled), len(inside)))
+            merged.append((start, end))
+    periods = []
+    for start, end in merged:
+        inside = [o for o in timeline if start <= o.started <= end]
+        periods.append((start, end, sum(o.status in THROTTLED for o in inside), len(inside)))
     return periods
 
 
