@@ -319,6 +319,10 @@ def _gateway(args: argparse.Namespace) -> int:
     from .gateway.config import ConfigError  # noqa: PLC0415
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # The access log writes one line per request: skip the caller lookup and the process and
+    # thread fields the format never shows.
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    logging._srcfile = None  # the documented way to skip findCaller
     url_map: dict[str, str] = {}
     for item in args.url_map or []:
         prefix, _, target = item.partition("=")
@@ -343,6 +347,10 @@ def _gateway(args: argparse.Namespace) -> int:
         lifespan="on",
         access_log=False,
         log_level="warning",
+        # Per-request work the gateway does not need: it writes its own access log and headers.
+        proxy_headers=False,
+        server_header=False,
+        date_header=False,
     )
     return 0
 

@@ -635,24 +635,24 @@ class Gateway:
                 input_tokens * price.input_usd_per_million
                 + output_tokens * price.output_usd_per_million
             ) / 1e6
-        project = self.metrics.project(o.project)
-        self.metrics.requests.labels(
-            project=project,
-            lane=o.lane,
-            provider_tier=o.provider_tier,
-            endpoint=o.endpoint,
-            model=o.model,
-            status=str(o.status),
-            fallback_reason=o.fallback_reason,
+        m = self.metrics
+        project = m.project(o.project)
+        m.child(
+            m.requests,
+            project,
+            o.lane,
+            o.provider_tier,
+            o.endpoint,
+            o.model,
+            str(o.status),
+            o.fallback_reason,
         ).inc()
-        self.metrics.latency.labels(lane=o.lane, endpoint=o.endpoint, model=o.model).observe(
-            latency
-        )
+        m.child(m.latency, o.lane, o.endpoint, o.model).observe(latency)
         if input_tokens or output_tokens:
-            self.metrics.tokens.labels(project, o.lane, o.model, "input").inc(input_tokens)
-            self.metrics.tokens.labels(project, o.lane, o.model, "output").inc(output_tokens)
+            m.child(m.tokens, project, o.lane, o.model, "input").inc(input_tokens)
+            m.child(m.tokens, project, o.lane, o.model, "output").inc(output_tokens)
         if o.cost_usd:
-            self.metrics.cost.labels(project, o.lane, o.model).inc(o.cost_usd)
+            m.child(m.cost, project, o.lane, o.model).inc(o.cost_usd)
         line: dict[str, Any] = {
             "trace_id": o.trace.trace_id,
             "project_id": o.project,
@@ -930,13 +930,16 @@ async def _disconnected(receive: Receive) -> None:
             return
 
 
-async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> bytes:
-    too_big = GatewayError(
+def _too_big(limit: int) -> GatewayError:
+    return GatewayError(
         413, f"request body is over the limit of {limit} bytes", code="body_too_large"
     )
+
+
+async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> bytes:
     length = headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
-        raise too_big
+        raise _too_big(limit)
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -946,7 +949,7 @@ async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> b
         chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise too_big
+            raise _too_big(limit)
         chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks)

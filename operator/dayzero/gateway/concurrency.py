@@ -33,6 +33,7 @@ class Limiter:
         self.shared_used = 0
         self._lanes: dict[str, _Lane] = {}
         self._changed = asyncio.Condition()
+        self._waiting = 0  # requests queued for a slot; a release wakes them only if any
 
     def configure(self, shared: int, lanes: dict[str, ConcurrencySpec]) -> None:
         """Apply a (re)loaded document's limits; counts of in-flight requests are kept."""
@@ -64,6 +65,7 @@ class Limiter:
         shared = self._try_admit(lane)
         if shared is None:
             timeout = lane.spec.queue_timeout_seconds
+            self._waiting += 1
             try:
                 async with self._changed:
                     await asyncio.wait_for(
@@ -78,6 +80,8 @@ class Limiter:
                     code="concurrency_limit",
                     headers={"Retry-After": str(max(1, math.ceil(timeout)))},
                 ) from None
+            finally:
+                self._waiting -= 1
         lane.in_flight += 1
         self.shared_used += shared
         try:
@@ -85,5 +89,6 @@ class Limiter:
         finally:
             lane.in_flight -= 1
             self.shared_used -= shared
-            async with self._changed:
-                self._changed.notify_all()
+            if self._waiting:
+                async with self._changed:
+                    self._changed.notify_all()
