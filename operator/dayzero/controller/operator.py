@@ -20,6 +20,7 @@ import kopf
 
 from ..hub import fetch_model_facts
 from ..kube import Kube
+from ..kube.gather import MDEP_LABEL
 from ..planner import ModelFacts
 from ..render.modeldeployment import Images
 from ..render.routing import DEFAULT_PROVIDER_URLS
@@ -180,6 +181,12 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     async def pod_event(
         *, meta: Mapping[str, Any], namespace: str | None, memo: kopf.Memo, **_: Any
     ) -> None:
+        # A serving pod is owned by a StatefulSet, not by the ModelDeployment: map it by its
+        # label, which is the ModelDeployment's name unless that is over 63 characters (then
+        # the key names nothing, the reconcile is a 404, and the periodic requeue covers it).
+        name = meta.get("labels", {}).get(MDEP_LABEL)
+        if name and namespace:
+            memo.queue.add(("ModelDeployment", namespace, name))
         child(meta, namespace, memo)
 
     @kopf.on.event("apps", "v1", "statefulsets", labels=selector, registry=registry)
