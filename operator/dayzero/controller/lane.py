@@ -227,13 +227,27 @@ def _requests(st: _LaneState, meta: Manifest, now: datetime) -> bool:
     return consumed
 
 
-def _stats(metrics: GatewayMetrics, st: _LaneState, promo: PromotionRecord) -> ModelStats:
+def _stats(
+    metrics: GatewayMetrics,
+    st: _LaneState,
+    promo: PromotionRecord,
+    targets: Mapping[str, Target],
+) -> ModelStats:
+    """The gateway's counters for a promoted model: the gateway labels an answer with the model
+    name it sent upstream (a provider's model id for a provider ModelDeployment)."""
     assert st.lane is not None  # noqa: S101 - only called for parsed Lanes
     mdep = promo.model_deployment
-    return metrics.stats(st.name, mdep, promoted_backend(st.lane, st.name, mdep))
+    target = targets.get(mdep)
+    model = target.model if target is not None and target.model else mdep
+    return metrics.stats(st.name, model, promoted_backend(st.lane, st.name, mdep))
 
 
-def _rollout(st: _LaneState, metrics: GatewayMetrics | None, now: datetime) -> float | None:
+def _rollout(
+    st: _LaneState,
+    metrics: GatewayMetrics | None,
+    now: datetime,
+    targets: Mapping[str, Target],
+) -> float | None:
     """Advance or roll back staged promotions; the seconds until the next check, if any."""
     if st.lane is None:
         return None
@@ -250,7 +264,7 @@ def _rollout(st: _LaneState, metrics: GatewayMetrics | None, now: datetime) -> f
         if metrics is None:
             wake = ROLLOUT_CHECK
             continue
-        current = _stats(metrics, st, promo)
+        current = _stats(metrics, st, promo, targets)
         seen = current.since(promo.baseline)
         breach = seen.breach(limits)
         if breach is not None:
@@ -420,12 +434,13 @@ def reconcile_routing(deps: RoutingDeps) -> float:
     wake: float = SETTLED
     consumed: list[_LaneState] = []
     for body, st in zip(bodies, states, strict=True):
+        mine = targets.get(st.namespace, {})
         if _requests(st, body["metadata"], now):
             consumed.append(st)
         for promo in st.status.promotions:
             if promo.stage is not None and promo.baseline is None and metrics is not None:
-                promo.baseline = _stats(metrics, st, promo).sample()
-        nxt = _rollout(st, metrics, now)
+                promo.baseline = _stats(metrics, st, promo, mine).sample()
+        nxt = _rollout(st, metrics, now, mine)
         if nxt is not None:
             wake = min(wake, max(nxt, 0.5))
     inputs = [
