@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from ..api.errors import field_error
 from ..api.v1alpha1 import Lane, ModelDeployment
 from ..api.v1alpha1.lane import LaneStatus, PromotionRecord, RollbackRecord
 from ..kube import Kube, KubeError, Manifest
@@ -117,8 +118,7 @@ def _state(body: Manifest) -> _LaneState:
     try:
         lane = Lane.model_validate(body)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        lane, error = None, ".".join(str(p) for p in first["loc"]) + f": {first['msg']}"
+        lane, error = None, field_error(exc)
     return _LaneState(
         namespace=meta["namespace"],
         name=meta["name"],

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from ..api.errors import field_error
 from ..api.v1alpha1 import ModelDeployment, ModelDeploymentStatus, Plan
 from ..hub import HubError
 from ..kube import Kube, KubeError, Manifest
@@ -42,14 +43,10 @@ from ..render.modeldeployment import (
     serving_hash,
 )
 from ..render.names import leader_service_name
+from ..render.routing import DEFAULT_PROVIDER_URLS
 
 log = logging.getLogger(__name__)
 
-PROVIDER_URLS = {
-    "openai": "https://api.openai.com/v1",
-    "anthropic": "https://api.anthropic.com/v1",
-    "gemini": "https://generativelanguage.googleapis.com/v1beta/openai",
-}
 # Re-check soon while something is changing; rarely once settled (watch events wake us anyway).
 BUSY, SETTLED = 5.0, 120.0
 # Hub metadata is fetched once per (repo, revision) and kept this long.
@@ -75,7 +72,7 @@ class Deps:
     images: Images
     fetch: HubFetcher
     probe: Callable[[str], str | None]
-    provider_urls: dict[str, str] = field(default_factory=lambda: dict(PROVIDER_URLS))
+    provider_urls: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_PROVIDER_URLS))
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     facts: dict[tuple[str, str], tuple[float, str, ModelFacts]] = field(default_factory=dict)
 
@@ -613,9 +610,7 @@ def reconcile(deps: Deps, namespace: str, name: str) -> float | None:
     try:
         mdep = ModelDeployment.model_validate(body)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        st.not_ready("Failed", "InvalidSpec", f"{where}: {first['msg']}")
+        st.not_ready("Failed", "InvalidSpec", field_error(exc))
         requeue: float = SETTLED
     else:
         if mdep.spec.source.provider is not None:

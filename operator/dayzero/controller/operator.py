@@ -112,12 +112,13 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
             ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="reconcile")
         )
         kube = Kube.from_config(config.kubeconfig)
+        provider_urls = DEFAULT_PROVIDER_URLS | dict(config.provider_urls)
         deps = modeldeployment.Deps(
             kube=kube,
             images=config.images,
             fetch=make_fetcher(config.hub_endpoint),
             probe=probe,
-            provider_urls=modeldeployment.PROVIDER_URLS | dict(config.provider_urls),
+            provider_urls=provider_urls,
         )
 
         cm_namespace, _slash, cm_name = config.routing_configmap.rpartition("/")
@@ -128,7 +129,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
             namespaces=config.namespaces,
             base=lane.load_base(config.routing_base),
             gateways=config.gateways,
-            provider_urls=DEFAULT_PROVIDER_URLS | dict(config.provider_urls),
+            provider_urls=provider_urls,
             http_get=http_get,
         )
 

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
+from dayzero.api.errors import field_errors
 from dayzero.api.routing import KeyEntry, Routing, RoutingBackend
 
 from .auth import KeyTable
@@ -57,14 +58,6 @@ def host_of(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def _field_errors(e: ValidationError) -> str:
-    lines = []
-    for err in e.errors():
-        loc = ".".join(str(p) for p in err["loc"])
-        lines.append(f"{loc}: {err['msg']}" if loc else str(err["msg"]))
-    return "; ".join(lines)
-
-
 def parse(text: str) -> Routing:
     """Validate a routing document; ConfigError names the field."""
     try:
@@ -76,7 +69,7 @@ def parse(text: str) -> Routing:
     try:
         return Routing.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_field_errors(e)) from None
+        raise ConfigError(field_errors(e)) from None
 
 
 _KEY_LIST = TypeAdapter(list[KeyEntry])

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from ..api.errors import field_error
 from ..api.routing import (
     ROUTING_API_VERSION,
     ROUTING_KIND,
@@ -34,7 +35,7 @@ from ..api.v1alpha1.lane import Backend, PromotionRecord, ResolvedBackend, Rollo
 DATA_KEY = "routing.yaml"
 DEFAULT_PROVIDER_URLS = {
     "openai": "https://api.openai.com/v1",
-    "anthropic": "https://api.anthropic.com",
+    "anthropic": "https://api.anthropic.com/v1",
     "gemini": "https://generativelanguage.googleapis.com/v1beta/openai",
 }
 # Backends a promotion adds to a lane (the promoted model need not be in its spec) get this.
@@ -245,7 +246,6 @@ def render_lane(
     out.routing_backends += extra
     order, canary = _rollout(item, out, order)
     if not order:
-        out.error = None
         out.notes.append("no backend is available: the lane is out of routing")
         out.routing_tags = {}
         return out
@@ -272,7 +272,7 @@ def render_lane(
             tags=out.routing_tags,
         )
     except ValidationError as exc:
-        out.error = _field_error(exc)
+        out.error = field_error(exc)
         out.lane, out.routing_backends, out.routing_tags = None, [], {}
     except ValueError as exc:
         out.error = str(exc)
@@ -306,12 +306,6 @@ def _rollout(item: LaneInput, out: LaneResult, order: list[str]) -> tuple[list[s
         if canary is None and stage is not None and (stage.projects or stage.percent):
             canary = Canary(backend=backend, projects=stage.projects, percent=stage.percent or 0)
     return order, canary
-
-
-def _field_error(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
-    return f"{where}: {first['msg']}" if where else str(first["msg"])
 
 
 @dataclass
@@ -377,7 +371,7 @@ def render_routing(
         fragment: tuple[RoutingLane, list[RoutingBackend], dict[str, TagTarget]] | None = None
         if result.error is None and result.lane is not None:
             fragment = (result.lane, result.routing_backends, result.routing_tags)
-            clash = _clash(fragment, doc_lanes, doc_tags, settings)
+            clash = _clash(fragment, doc_lanes, doc_backends, doc_tags, settings)
             if clash:
                 result.error = clash
                 fragment = None
@@ -415,32 +409,22 @@ def _document(
 def _clash(
     fragment: tuple[RoutingLane, list[RoutingBackend], dict[str, TagTarget]],
     lanes: list[RoutingLane],
+    backends: Mapping[str, RoutingBackend],
     tags: Mapping[str, TagTarget],
     settings: Mapping[str, Any],
 ) -> str | None:
     """Why adding this fragment would make the whole document invalid, naming the field."""
-    lane, backends, new_tags = fragment
-    placeholder = RoutingBackend(name="placeholder", url="http://127.0.0.1")
+    lane, new_backends, new_tags = fragment
+    candidate = _document(
+        settings,
+        [*lanes, lane],
+        {**backends, **{b.name: b for b in new_backends}},
+        {**tags, **new_tags},
+    )
     try:
-        Routing.model_validate(
-            {
-                "apiVersion": ROUTING_API_VERSION,
-                "kind": ROUTING_KIND,
-                **settings,
-                "lanes": [x.to_wire() for x in [*lanes, lane]],
-                # Only this lane's references are checked; the others are already valid.
-                "backends": [b.to_wire() for b in backends]
-                + [
-                    placeholder.model_copy(update={"name": n}).to_wire()
-                    for n in {n for x in lanes for n in x.backends}
-                    | {t.backend for t in tags.values() if t.backend}
-                    if all(b.name != n for b in backends)
-                ],
-                "tags": {t: v.to_wire() for t, v in (dict(tags) | new_tags).items()},
-            }
-        )
+        Routing.model_validate(candidate)
     except ValidationError as exc:
-        return _field_error(exc)
+        return field_error(exc)
     return None
 
 
