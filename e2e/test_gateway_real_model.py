@@ -287,28 +287,32 @@ def test_stream_with_usage_through_the_gateway(gateway, client, capsys):
 
 
 def test_direct_latency_for_comparison(model, gateway, client, capsys):
-    """The same request straight to `transformers serve`, to see what the gateway adds."""
+    """The same request straight to `transformers serve`, to see what the gateway adds; at
+    temperature 0 the gateway must hand back the model's own answer, word for word."""
     with openai.OpenAI(base_url=model.url + "/v1", api_key="none", max_retries=0) as direct:
-        direct_s = [
+        direct_runs = [
             timed(
                 lambda: direct.chat.completions.create(
                     model=str(model_dir()), messages=PROMPT, max_tokens=MAX_TOKENS, temperature=0
                 )
-            )[1]
+            )
             for _ in range(REPEATS)
         ]
-    via_s = [
+    via_runs = [
         timed(
             lambda: client.chat.completions.create(
                 model="smollm2", messages=PROMPT, max_tokens=MAX_TOKENS, temperature=0
             )
-        )[1]
+        )
         for _ in range(REPEATS)
     ]
+    direct_text = {r.choices[0].message.content for r, _ in direct_runs}
+    via_text = {r.choices[0].message.content for r, _ in via_runs}
+    assert via_text == direct_text, (direct_text, via_text)
     report(
         capsys,
-        figures("chat, non-stream, straight to transformers serve", direct_s),
-        figures("chat, non-stream, via gateway, right after", via_s),
+        figures("chat, non-stream, straight to transformers serve", [s for _, s in direct_runs]),
+        figures("chat, non-stream, via gateway, right after", [s for _, s in via_runs]),
     )
 
 
