@@ -86,7 +86,18 @@ class RoutingLane(Model):
     tag: str | None = Field(default=None, max_length=63, pattern=DNS_LABEL)
     """Tag that selects the lane, used as a model name (e.g. preview)."""
     mode: LaneMode = "sync"
-    """sync, async or shadow (only sync is served by the gateway today)."""
+    """sync; async (sync calls get 409, /v1/async/chat/completions queues them); shadow (the
+    routing decision is recorded, and the request forwarded unchanged to legacyUrl)."""
+    legacy_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://")
+    """The legacy path a shadow lane forwards to (required in mode shadow)."""
+    legacy_endpoint_header: str | None = Field(
+        default=None, max_length=64, pattern=r"^[A-Za-z0-9-]+$"
+    )
+    """Response header of the legacy path that names the endpoint it used; unset: the answer's
+    model field is compared with the decided backend's model instead."""
+    wake_timeout_seconds: float | None = Field(default=None, ge=0, le=3600)
+    """How long a request waits for a ModelDeployment scaled to zero to wake; unset: it falls
+    through to the next backend at once."""
     backends: list[Name] = Field(min_length=1, max_length=16)
     """Names of backends in the order they are tried."""
     concurrency: ConcurrencySpec = Field(default_factory=ConcurrencySpec)
@@ -213,6 +224,8 @@ class Routing(Model):
             for j, ref in enumerate(lane.backends):
                 if ref not in backends:
                     raise ValueError(f"lanes[{i}].backends[{j}]: no backend named {ref!r}")
+            if lane.mode == "shadow" and lane.legacy_url is None:
+                raise ValueError(f"lanes[{i}].legacyUrl: a lane in mode shadow needs legacyUrl")
             if lane.canary is not None and lane.canary.backend not in backends:
                 raise ValueError(
                     f"lanes[{i}].canary.backend: no backend named {lane.canary.backend!r}"

@@ -212,6 +212,11 @@ class LaneSpec(Model):
     forward unchanged to legacyUrl)."""
     legacy_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://")
     """The legacy path a shadow lane forwards to."""
+    legacy_endpoint_header: str | None = Field(
+        default=None, max_length=64, pattern=r"^[A-Za-z0-9-]+$"
+    )
+    """Response header in which the legacy path names the endpoint it used, compared with the
+    shadow decision's backend; unset: the answer's model field is compared with its model."""
     circuit_breaker: CircuitBreakerSpec = Field(default_factory=CircuitBreakerSpec)
     """Circuit breaker of each backend host."""
     paid_fallback: PaidFallbackSpec = Field(default_factory=PaidFallbackSpec)
