@@ -73,6 +73,16 @@ def _provider_urls(pairs: list[str]) -> list[tuple[str, str]]:
     return out
 
 
+def _pairs(flag: str, items: list[str] | None) -> list[tuple[str, str]]:
+    out = []
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"{flag}: expected KEY=VALUE, got {item!r}")
+        out.append((key, value))
+    return out
+
+
 def _operator(args: argparse.Namespace) -> int:
     if args.kubeconfig:
         # Before the import: the kubernetes client reads $KUBECONFIG once, when it is imported,
@@ -91,6 +101,10 @@ def _operator(args: argparse.Namespace) -> int:
         routing_base=args.routing_base,
         gateways=tuple(args.gateway or ()),
         namespaces=tuple(args.namespace or ()),
+        gauntlet_image=args.gauntlet_image,
+        gauntlet_node_selector=tuple(
+            _pairs("--gauntlet-node-selector", args.gauntlet_node_selector)
+        ),
     )
     if args.metrics_port:
         from prometheus_client import start_http_server  # noqa: PLC0415 - only when asked
@@ -460,15 +474,102 @@ def _add_watcher_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
 # -- dayzero gauntlet ----------------------------------------------------------------------------
 
 
+EXIT_RESULT_NOT_WRITTEN = 4
+"""``--result-configmap`` could not be written: the verdict is lost, so the Job retries."""
+REPORT_HTML_LIMIT = 512 * 1024  # a ConfigMap holds 1 MiB; the result leaves room
+
+
+def _compact_result(out: Path, code: int, stderr: str) -> dict[str, str]:
+    """What the operator copies into a Gauntlet's status, from the run's results.json."""
+    from datetime import UTC, datetime  # noqa: PLC0415 - only with --result-configmap
+
+    from .gauntlet.results import RunReport  # noqa: PLC0415
+
+    now = datetime.now(UTC).isoformat()
+    doc: dict[str, Any]
+    results = out / "results.json"
+    if not results.is_file():
+        why = stderr.strip().splitlines()[-1] if stderr.strip() else "see the Job's log"
+        doc = {
+            "verdict": "Error",
+            "reason": f"the harness exited {code} without a report: {why}",
+            "exitCode": code,
+        }
+    else:
+        report = RunReport.model_validate_json(results.read_text())
+        doc = {
+            "verdict": report.verdict,
+            "reason": report.reason,
+            "exitCode": report.exit_code,
+            "winner": report.winner,
+            "suites": [s.to_wire() for s in report.suite_results()],
+            "targets": [
+                {
+                    "name": t.name,
+                    "verdict": t.verdict,
+                    "reason": t.reason,
+                    "provenance": t.provenance.model_dump(by_alias=True, exclude_none=True),
+                }
+                for t in report.targets
+            ],
+            "startedAt": report.started_at.isoformat(),
+            "durationSeconds": round(report.duration_seconds, 3),
+        }
+    doc["evalKey"] = os.environ.get("DAYZERO_EVAL_KEY") or None
+    doc["completionTime"] = now
+    data = {"result.json": json.dumps(doc, indent=1)}
+    html = out / "report.html"
+    if html.is_file() and html.stat().st_size <= REPORT_HTML_LIMIT:
+        data["report.html"] = html.read_text()
+    return data
+
+
 def _gauntlet_run(args: argparse.Namespace) -> int:
-    """``dayzero gauntlet run``: 0 pass, 1 fail, 2 bad input, 3 could not run."""
+    """``dayzero gauntlet run``: 0 pass, 1 fail, 2 bad input, 3 could not run, 4 the result could
+    not be written to --result-configmap."""
     from .gauntlet.command import main as run_gauntlet  # noqa: PLC0415 - only this subcommand
 
-    return run_gauntlet(args)
+    if not args.result_configmap:
+        return run_gauntlet(args)
+    namespace, _, name = args.result_configmap.partition("/")
+    if not namespace or not name or "/" in name:
+        print(
+            f"dayzero gauntlet run: error: --result-configmap: want NAMESPACE/NAME, "
+            f"got {args.result_configmap!r}",
+            file=sys.stderr,
+        )
+        return 2
+    import contextlib  # noqa: PLC0415
+    import io  # noqa: PLC0415
+
+    from .kube import KubeError  # noqa: PLC0415 - only the Job writes to the cluster
+    from .kube.results import write_result  # noqa: PLC0415
+
+    captured = io.StringIO()
+    with contextlib.redirect_stderr(captured):
+        code = run_gauntlet(args)
+    sys.stderr.write(captured.getvalue())
+    try:
+        write_result(namespace, name, _compact_result(Path(args.out), code, captured.getvalue()))
+    except KubeError as exc:
+        print(
+            f"dayzero gauntlet run: error: --result-configmap {namespace}/{name}: {exc}",
+            file=sys.stderr,
+        )
+        return EXIT_RESULT_NOT_WRITTEN
+    print(f"result     configmap {namespace}/{name}")
+    return code
+
+
+def _gauntlet_review(args: argparse.Namespace) -> int:
+    """``dayzero gauntlet review list|record|apply``: the human review queue."""
+    from .gauntlet.command import review_main  # noqa: PLC0415 - only this subcommand
+
+    return review_main(args)
 
 
 def _add_gauntlet_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from .gauntlet.flags import add_arguments  # noqa: PLC0415 - flags live with the harness
+    from .gauntlet.flags import add_arguments, add_review_arguments  # noqa: PLC0415 - with the harness
 
     p = sub.add_parser("gauntlet", help="evaluate an OpenAI-compatible endpoint against gates")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -476,7 +577,18 @@ def _add_gauntlet_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser
         "run", help="run the suites once; exit 0 pass, 1 fail, 2 bad input, 3 could not run"
     )
     add_arguments(run)
+    run.add_argument(
+        "--result-configmap",
+        metavar="NAMESPACE/NAME",
+        help="also write the verdict, suites and provenance into this ConfigMap (the evaluation "
+        "Job's hand-back to the operator; in-cluster config, else $KUBECONFIG)",
+    )
     run.set_defaults(handler=_gauntlet_run)
+    review = actions.add_parser(
+        "review", help="the human review queue: list, record a verdict, apply the verdicts"
+    )
+    add_review_arguments(review)
+    review.set_defaults(handler=_gauntlet_review)
 
 
 # -- end of dayzero gauntlet ---------------------------------------------------------------------
@@ -529,6 +641,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="URL",
         help="a gateway whose loaded config hash and metrics are read back (repeatable)",
+    )
+    op.add_argument(
+        "--gauntlet-image",
+        default=os.environ.get("DAYZERO_GAUNTLET_IMAGE"),
+        help="image of evaluation Jobs (default $DAYZERO_GAUNTLET_IMAGE, else the dayzero image)",
+    )
+    op.add_argument(
+        "--gauntlet-node-selector",
+        action="append",
+        metavar="KEY=VALUE",
+        help="nodeSelector of evaluation pods, e.g. a CPU pool (repeatable)",
     )
     op.add_argument("--liveness", help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
     op.add_argument(

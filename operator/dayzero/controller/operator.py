@@ -24,7 +24,7 @@ from ..kube.gather import MDEP_LABEL
 from ..planner import ModelFacts
 from ..render.modeldeployment import Images
 from ..render.routing import DEFAULT_PROVIDER_URLS
-from . import lane, modeldeployment
+from . import gauntlet, lane, modeldeployment
 from .queue import Key, WorkQueue
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ GROUP, VERSION = "dayzero.dev", "v1alpha1"
 # The routing document is one object for every Lane: one key reconciles it.
 ROUTING_KEY: Key = ("Routing", "", "routing")
 MANAGED_BY = "app.kubernetes.io/managed-by"
+COMPONENT_LABEL = "dayzero.dev/component"
 # Pinned images; images/ holds their Dockerfiles and a test keeps the two in step.
 DEFAULT_IMAGES = Images(
     vllm="vllm/vllm-openai:v0.33.0",
@@ -57,6 +58,9 @@ class OperatorConfig:
     routing_base: str | None = None
     gateways: tuple[str, ...] = ()
     namespaces: tuple[str, ...] = ()
+    # The image of evaluation Jobs (default: the dayzero image) and where their pods may run.
+    gauntlet_image: str | None = None
+    gauntlet_node_selector: tuple[tuple[str, str], ...] = ()
 
 
 def http_get(url: str) -> str | None:
@@ -94,7 +98,7 @@ def probe(url: str) -> str | None:
     return None
 
 
-def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
+def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:  # noqa: PLR0915 - one handler per watched kind, side by side
     """The kopf handlers, bound to one registry so that tests can run several operators."""
     registry = kopf.OperatorRegistry()
 
@@ -133,10 +137,22 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
             http_get=http_get,
         )
 
+        evaluations = gauntlet.GauntletDeps(
+            kube=kube,
+            images=config.images,
+            gauntlet_image=config.gauntlet_image or config.images.dayzero,
+            gateway_url=config.gateways[0] if config.gateways else None,
+            node_selector=dict(config.gauntlet_node_selector),
+        )
+
         def work(key: Key) -> float | None:
             kind, namespace, name = key
             if kind == "Routing":
                 return lane.reconcile_routing(routing)
+            if kind == "Gauntlet":
+                return gauntlet.reconcile(evaluations, namespace, name)
+            if kind == "GauntletTemplate":
+                return gauntlet.ensure_from_template(evaluations, namespace, name)
             return modeldeployment.reconcile(deps, namespace, name)
 
         memo.kube = kube
@@ -160,21 +176,36 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         if namespace is None:
             return
         key = ("ModelDeployment", namespace, name)
+        template: Key = ("GauntletTemplate", namespace, name)
         if type == "DELETED":
             memo.queue.forget(key)
+            memo.queue.forget(template)
         else:
             memo.queue.add(key)
+            memo.queue.add(template)  # spec.gauntlet, once the deployment is Ready
         memo.queue.add(ROUTING_KEY)  # readiness and endpoints feed the routing document
 
     @kopf.on.event(GROUP, VERSION, "lanes", registry=registry)
     async def lane_event(*, memo: kopf.Memo, **_: Any) -> None:
         memo.queue.add(ROUTING_KEY)
 
+    @kopf.on.event(GROUP, VERSION, "gauntlets", registry=registry)
+    async def gauntlet_event(
+        *, type: str, name: str, namespace: str | None, memo: kopf.Memo, **_: Any
+    ) -> None:
+        if namespace is None:
+            return
+        key = ("Gauntlet", namespace, name)
+        if type == "DELETED":
+            memo.queue.forget(key)
+        else:
+            memo.queue.add(key)
+
     def child(meta: Mapping[str, Any], namespace: str | None, memo: kopf.Memo) -> None:
         # Owners, not labels: a shared download Job or cache PVC has several.
         for owner in meta.get("ownerReferences", []):
-            if owner.get("kind") == "ModelDeployment" and namespace:
-                memo.queue.add(("ModelDeployment", namespace, owner["name"]))
+            if owner.get("kind") in ("ModelDeployment", "Gauntlet") and namespace:
+                memo.queue.add((owner["kind"], namespace, owner["name"]))
 
     selector = {MANAGED_BY: "dayzero"}
 
@@ -198,6 +229,15 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
 
     @kopf.on.event("batch", "v1", "jobs", labels=selector, registry=registry)
     async def job_event(
+        *, meta: Mapping[str, Any], namespace: str | None, memo: kopf.Memo, **_: Any
+    ) -> None:
+        child(meta, namespace, memo)
+
+    # The result ConfigMaps an evaluation Job writes its verdict into (and its spec's).
+    evaluation = {MANAGED_BY: "dayzero", COMPONENT_LABEL: "gauntlet"}
+
+    @kopf.on.event("v1", "configmaps", labels=evaluation, registry=registry)
+    async def configmap_event(
         *, meta: Mapping[str, Any], namespace: str | None, memo: kopf.Memo, **_: Any
     ) -> None:
         child(meta, namespace, memo)

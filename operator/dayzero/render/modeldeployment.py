@@ -168,7 +168,7 @@ def serving_hash(
         "revision": revision,
         "engine": engine,
         "kind": spec.engine.kind,
-        "image": _engine_image(mdep, engine, images),
+        "image": engine_image(mdep, engine, images),
         "extraArgs": list(spec.engine.extra_args),
         "env": [[env.name, env.value] for env in spec.engine.env],
         "distributedBackend": spec.engine.distributed_backend,
@@ -418,7 +418,8 @@ def _check_env(mdep: ModelDeployment) -> None:
             )
 
 
-def _engine_image(mdep: ModelDeployment, engine: EngineRung, images: Images) -> str:
+def engine_image(mdep: ModelDeployment, engine: EngineRung, images: Images) -> str:
+    """The image a rung of the ladder runs (spec.engine's overrides over the pinned ones)."""
     spec = mdep.spec.engine
     if engine == "transformers":
         return spec.transformers_image or images.transformers
@@ -587,7 +588,7 @@ def _statefulset(
     command, args = _command(mdep, plan, inputs, hub.repo, leader)
     engine: Manifest = {
         "name": "engine",
-        "image": _engine_image(mdep, inputs.engine, inputs.images),
+        "image": engine_image(mdep, inputs.engine, inputs.images),
         "imagePullPolicy": "IfNotPresent",
         "command": command,
         "args": args,
