@@ -28,7 +28,7 @@ from dayzero.render.gauntlet import (
 )
 from dayzero.render.modeldeployment import Images
 
-GOLDEN = Path(__file__).parent / "golden" / "gauntlet.yaml"
+GOLDEN = Path(__file__).parent / "golden-gauntlet" / "gauntlet.yaml"
 HEADER = (
     "# Rendered by tests/render/test_gauntlet_render.py; DAYZERO_UPDATE_GOLDEN=1 rewrites it.\n"
 )
