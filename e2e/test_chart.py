@@ -133,8 +133,16 @@ def test_install_with_default_values(tools: Tools) -> None:
     assert tools.can("dayzero-operator", "delete", "pods", "-n", "default")
     assert not tools.can("dayzero-operator", "create", "pods", "-n", "default")
     assert not tools.can("dayzero-operator", "get", "secrets", "-A")
-    assert not tools.can("dayzero-operator", "patch", "configmaps/other", "-n", NS)
     assert tools.can("dayzero-operator", "patch", "configmaps/dayzero-routing", "-n", NS)
+    # A Gauntlet's run: ConfigMaps, a ServiceAccount and a Role limited to its result, which the
+    # operator may grant only because it holds those verbs itself (no escalate, no bind).
+    assert tools.can("dayzero-operator", "create", "configmaps", "-n", "default")
+    assert tools.can(
+        "dayzero-operator", "create", "roles.rbac.authorization.k8s.io", "-n", "default"
+    )
+    assert not tools.can("dayzero-operator", "delete", "configmaps", "-n", NS)
+    assert not tools.can("dayzero-operator", "escalate", "roles.rbac.authorization.k8s.io", "-A")
+    assert not tools.can("dayzero-operator", "bind", "roles.rbac.authorization.k8s.io", "-A")
     assert not tools.can("dayzero-gateway", "list", "modeldeployments.dayzero.dev", "-A")
     assert not tools.can("dayzero-gateway", "get", "secrets", "-n", NS)
     assert tools.can("dayzero-watcher", "create", "modeldeployments.dayzero.dev", "-n", NS)
