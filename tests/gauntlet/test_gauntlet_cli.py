@@ -61,7 +61,7 @@ def test_a_healthy_run_exits_0_and_writes_the_reports(tmp_path, capsys):
         for family in text_string_to_metric_families((tmp_path / "metrics.prom").read_text())
         for m in family.samples
     }
-    labels = {"model": "fake", "model_sha": "abc123"}
+    labels = {"target": "candidate", "role": "candidate", "model": "fake", "model_sha": "abc123"}
 
     def sample(name: str, **extra: str) -> float:
         return samples[(name, tuple(sorted({**labels, **extra}.items())))]
@@ -110,7 +110,13 @@ def test_an_endpoint_that_never_answers_exits_3(tmp_path, capsys):
         (["--endpoint", "http://127.0.0.1:1", "--model", "m", "--suites", "sanity,bogus"],
          "--suites: unknown suite(s) bogus"),
         (["--endpoint", "http://127.0.0.1:1", "--model", "m", "--suites", "diff"],
-         "--suites: diff not implemented yet"),
+         "baseline: the diff suite needs a baseline"),
+        (["--endpoint", "http://127.0.0.1:1", "--model", "m", "--url-map", "http://a:1"],
+         "--url-map: 'http://a:1' is not FROM=TO"),
+        (["--endpoint", "http://127.0.0.1:1", "--model", "m", "--url-map", "http://a:1/v1=http://b"],
+         "--url-map: 'http://a:1/v1' in"),
+        (["--endpoint", "http://127.0.0.1:1", "--model", "m", "--url-map", "a=http://b"],
+         "--url-map: 'a' in 'a=http://b' is not scheme://host[:port]"),
         (["--endpoint", "http://127.0.0.1:1", "--model", "m", "--concurrency", "0"],
          "--concurrency: Input should be greater than or equal to 1"),
         (["--endpoint", "http://127.0.0.1:1", "--model", "m", "--max-tokens", "0"],

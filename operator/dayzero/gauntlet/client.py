@@ -45,6 +45,23 @@ class Outcome:
     finish_reason: str | None = None
     tool_calls: list[ToolCall] = field(default_factory=list)
     completion_tokens: int | None = None
+    """The server's usage figure, when it sent one."""
+    reported_prompt_tokens: int | None = None
+    """The server's usage figure, when it sent one."""
+    prompt_chars: int = 0
+    """Characters of the request's messages, to estimate its tokens without usage."""
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Input tokens: the server's usage, else about four characters a token."""
+        if self.reported_prompt_tokens is not None:
+            return self.reported_prompt_tokens
+        return -(-self.prompt_chars // 4)
+
+    @property
+    def output_tokens(self) -> int:
+        """Output tokens: the server's usage, else one a chunk (as the servers we know send)."""
+        return self.completion_tokens if self.completion_tokens is not None else self.chunks
 
     @property
     def ok(self) -> bool:
@@ -101,7 +118,7 @@ class ChatClient:
     async def chat(self, body: dict[str, Any]) -> Outcome:
         """One streamed chat completion; never raises for what the server or network did."""
         async with self._limit:
-            outcome = Outcome(started=self.elapsed())
+            outcome = Outcome(started=self.elapsed(), prompt_chars=_chars(body))
             self.outcomes.append(outcome)
             payload = {"model": self.model, **body, "stream": True}
             start = time.monotonic()
@@ -146,8 +163,8 @@ class ChatClient:
 
 def _apply_chunk(outcome: Outcome, chunk: dict[str, Any], start: float) -> None:
     usage = chunk.get("usage")
-    if isinstance(usage, dict) and usage.get("completion_tokens") is not None:
-        outcome.completion_tokens = int(usage["completion_tokens"])
+    if isinstance(usage, dict):
+        _apply_usage(outcome, usage)
     for choice in chunk.get("choices") or []:
         delta = choice.get("delta") or {}
         got = False
@@ -186,9 +203,7 @@ def _apply_message(outcome: Outcome, answer: dict[str, Any], start: float) -> No
             )
         outcome.finish_reason = choice.get("finish_reason")
     outcome.chunks = 1
-    usage = answer.get("usage") or {}
-    if usage.get("completion_tokens") is not None:
-        outcome.completion_tokens = int(usage["completion_tokens"])
+    _apply_usage(outcome, answer.get("usage") or {})
 
 
 def _arguments(value: object) -> str:
@@ -196,3 +211,14 @@ def _arguments(value: object) -> str:
     if value is None:
         return ""
     return value if isinstance(value, str) else json.dumps(value)
+
+
+def _apply_usage(outcome: Outcome, usage: dict[str, Any]) -> None:
+    if usage.get("completion_tokens") is not None:
+        outcome.completion_tokens = int(usage["completion_tokens"])
+    if usage.get("prompt_tokens") is not None:
+        outcome.reported_prompt_tokens = int(usage["prompt_tokens"])
+
+
+def _chars(body: dict[str, Any]) -> int:
+    return sum(len(str(m.get("content") or "")) for m in body.get("messages") or [])
