@@ -16,17 +16,31 @@ import contextlib
 import json
 import logging
 import math
+import os
+import socket
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from dayzero.api.routing import Routing, RoutingBackend, RoutingLane
 
+from . import shadow
+from .asyncjobs import (
+    ASYNC_PATH,
+    RESULT_PATH,
+    AsyncJobs,
+    Attempt,
+    Job,
+    MemoryStore,
+    RedisStore,
+    Store,
+    rotated,
+)
 from .auth import Principal, bearer
 from .backends import (
     AnthropicBackend,
@@ -64,6 +78,9 @@ from .translate import (
     ollama_ps,
     ollama_tags,
 )
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -150,9 +167,18 @@ class Gateway:
         backend_factory: BackendFactory = default_backend,
         url_map: Mapping[str, str] | None = None,
         loopback_only: bool = False,
+        redis: Redis | None = None,
+        replica: str | None = None,
+        async_options: Mapping[str, float] | None = None,
     ) -> None:
         self.metrics = Metrics()
         self.breakers = Breakers(clock)
+        self.redis = redis
+        self.replica = replica or f"{socket.gethostname()}-{os.getpid()}"
+        self.shadow = shadow.ShadowRecorder(
+            self.metrics.registry, redis=redis, replica=self.replica
+        )
+        self.jobs = _async_jobs(self, redis, async_options or {})
         self.watcher = ConfigWatcher(
             config_path,
             poll_seconds=poll_seconds,
@@ -182,11 +208,14 @@ class Gateway:
         )
         self._state = (self.watcher.current, self._backends(self.watcher.current))
         self.watcher.start()
+        self.jobs.start()
         self._ready = True
 
     async def shutdown(self) -> None:
         """Stop watching and close the pool."""
         self._ready = False
+        await self.jobs.stop()
+        await self.shadow.flush()
         await self.watcher.stop()
         if self._session is not None:
             await self._session.close()
@@ -229,9 +258,13 @@ class Gateway:
                 return
             await self._proxy(path, scope, receive, send)
             return
+        if path.startswith(RESULT_PATH):
+            await self._async(path, method, scope, receive, send)
+            return
         gets: dict[str, Callable[[Scope, Send], Awaitable[None]]] = {
             "/v1/models": self._models,
             "/v1/models/status": self._status,
+            "/v1/shadow/decisions": self._shadow_decisions,
             "/api/tags": self._ollama_tags,
             "/api/ps": self._ollama_ps,
             "/api/version": self._ollama_version,
@@ -286,7 +319,26 @@ class Gateway:
         if not principal.admin:
             await _send_error(send, GatewayError(403, "status needs an admin key"), None)
             return
-        await _send_json(send, 200, self.status(snapshot))
+        body = self.status(snapshot)
+        agreement = await self.shadow.summary(
+            [lane.name for lane in snapshot.doc.lanes if lane.mode == "shadow"]
+        )
+        for lane in body["lanes"]:
+            if lane["name"] in agreement:
+                lane["shadow"] = agreement[lane["name"]]
+        await _send_json(send, 200, body)
+
+    async def _shadow_decisions(self, scope: Scope, send: Send) -> None:
+        """(admin) The latest shadow decisions, newest first: the fleet's with Redis."""
+        snapshot, _ = self._state
+        principal = self._authenticate(snapshot, scope, send)
+        if isinstance(principal, GatewayError):
+            await _send_error(send, principal, None)
+            return
+        if not principal.admin:
+            await _send_error(send, GatewayError(403, "shadow decisions need an admin key"), None)
+            return
+        await _send_json(send, 200, {"decisions": await self.shadow.recent(shadow.RING_SIZE)})
 
     def status(self, snapshot: Snapshot) -> dict[str, Any]:
         """Every lane, backend and tag with its health."""
@@ -456,6 +508,9 @@ class Gateway:
             outcome.model = route.lane.model or route.lane.tag or route.lane.name
             _admit(principal, route.lane)
             call = _Call(snapshot, backends, route, endpoint, request, sent, outcome, client)
+            if route.lane.mode == "shadow":
+                await self._shadow(scope, receive, call, body)
+                return
             await self._serve_guarded(call, receive)
         except GatewayError as e:
             outcome.status = e.status
@@ -622,6 +677,135 @@ class Gateway:
             return reply, spec
         outcome.fallback_reason = tried.reasons[0] if tried.reasons else "none"
         raise tried.error()
+
+    # -- shadow and async lanes (shadow.py, asyncjobs.py) ------------------------------------------
+
+    async def _shadow(self, scope: Scope, receive: Receive, call: _Call, body: bytes) -> None:
+        """Decide without dialling, forward unchanged to the legacy path, record agreement."""
+        snapshot, route, request, outcome, send = (
+            call.snapshot,
+            call.route,
+            call.request,
+            call.outcome,
+            call.send,
+        )
+        headers = _headers(scope)
+        lane = route.lane
+        decision = shadow.decide(
+            snapshot,
+            lane,
+            route.backends,
+            request.get("model"),
+            lambda url: self.breakers.get(host_of(url)).state == "open",
+        )
+        outcome.provider_tier, outcome.backend = "shadow", "legacy"
+        forward = shadow.Forward(
+            lane=lane,
+            decision=decision,
+            path=scope["path"],
+            query=scope.get("query_string", b""),
+            body=body,
+            headers={**headers, "traceparent": outcome.trace.traceparent},
+            extra_headers=_response_headers(outcome, "")[1:],
+        )
+        assert self._session is not None  # noqa: S101 - requests arrive only after startup
+        work = asyncio.ensure_future(
+            shadow.forward(self._session, forward, send, timeout_seconds=_legacy_timeout(snapshot))
+        )
+        watch = asyncio.ensure_future(_disconnected(receive))
+        try:
+            await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watch.cancel()
+            if not work.done():
+                work.cancel()
+                outcome.status, outcome.error = 499, "client disconnected"
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
+        with contextlib.suppress(asyncio.CancelledError):
+            outcome.status, revealed = await work
+            self.shadow.record(
+                shadow.record_of(
+                    decision,
+                    revealed,
+                    outcome.status,
+                    by_header=lane.legacy_endpoint_header is not None,
+                    trace_id=outcome.trace.trace_id,
+                    replica=self.replica,
+                )
+            )
+
+    async def _async(
+        self, path: str, method: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """``POST /v1/async/chat/completions`` (202 and an id) and ``GET /v1/async/{id}``."""
+        snapshot, _ = self._state
+        headers = _headers(scope)
+        outcome = Outcome(endpoint="async", trace=trace_from(headers.get("traceparent")), started=0)
+        try:
+            principal = snapshot.keys.authenticate(
+                bearer(headers.get("authorization"), headers.get("x-api-key"))
+            )
+            project = principal.project
+            if not snapshot.keys.enabled:
+                project = clean(headers.get("x-dayzero-project")) or principal.project
+            if path == ASYNC_PATH:
+                _want(method, "POST", path)
+                body = await _read_body(receive, headers, snapshot.doc.max_body_bytes)
+                lane = _async_lane(snapshot.doc, principal, project, body, headers)
+                outcome.lane = lane
+                job = await self.jobs.submit(lane, project, _parse("chat/completions", body))
+                extra = [(b"location", f"{RESULT_PATH}{job.id}".encode())]
+                data = json.dumps(job.wire()).encode()
+                await _send(send, 202, data, _response_headers(outcome, "application/json", extra))
+                return
+            _want(method, "GET", path)
+            job_id = path.removeprefix(RESULT_PATH)
+            found = await self.jobs.store.get(job_id) if job_id.startswith("job-") else None
+            if found is None or (found.project != project and not principal.admin):
+                found = None  # another project's job is as unknown as a missing one
+            await _send_json(send, 200, _found(found, job_id).wire())
+        except GatewayError as e:
+            await _send_error(send, e, outcome)
+
+    async def _run_job(self, job: Job) -> Attempt:
+        """One attempt of an async job through its lane, starting one backend further on for
+        each retry; recorded like any request (endpoint ``async/chat/completions``)."""
+        snapshot, backends = self._state
+        outcome = Outcome(
+            endpoint="async/chat/completions",
+            trace=trace_from(None),
+            started=time.monotonic(),
+            project=job.project,
+        )
+        try:
+            route = choose(snapshot.doc, job.request.get("model"), job.lane, job.project)
+            outcome.lane = route.lane.name
+            outcome.model = route.lane.model or route.lane.tag or route.lane.name
+            route = Route(route.lane, rotated(route.backends, job.attempts), route.via)
+            request = {**job.request, "stream": False}
+            call = _Call(
+                snapshot,
+                backends,
+                route,
+                "chat/completions",
+                request,
+                _SentTracker(_nowhere),
+                outcome,
+            )
+            async with self.limiter.slot(route.lane.name):
+                reply, spec = await self._attempt(call)
+            outcome.backend, outcome.status = spec.name, reply.status
+            outcome.model = spec.model or outcome.model
+            outcome.provider_tier = "paid" if spec.paid else "local"
+            body = reply.body if isinstance(reply, Reply) else b""
+            outcome.usage = (reply.usage if isinstance(reply, Reply) else None) or {}
+            return Attempt(reply.status, body, spec.name)
+        except GatewayError as e:
+            outcome.status, outcome.error = e.status, e.message
+            return Attempt(e.status, e.json_bytes(), outcome.backend, e.message)
+        finally:
+            self._record(snapshot, outcome)
 
     # -- the request's record --------------------------------------------------------------------
 
@@ -865,8 +1049,13 @@ def _admit(principal: Principal, lane: RoutingLane) -> None:
     """403 for a lane the key may not use, 409 for a lane that takes no sync calls."""
     if not principal.may_use(lane.name):
         raise GatewayError(403, f"this key may not use lane {lane.name!r}", code="lane_not_allowed")
-    if lane.mode != "sync":
-        raise GatewayError(409, f"lane {lane.name!r} is {lane.mode}; sync calls are refused")
+    if lane.mode == "async":
+        raise GatewayError(
+            409,
+            f"lane {lane.name!r} is async: POST {ASYNC_PATH} (202 with an id), then "
+            f"GET {RESULT_PATH}{{id}} for the status and the result",
+            code="lane_is_async",
+        )
 
 
 class _SentTracker:
@@ -1035,6 +1224,64 @@ async def _send_error(
     headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
     body = json.dumps({"error": error.message}).encode() if ollama else error.json_bytes()
     await _send(send, error.status, body, headers)
+
+
+def _want(method: str, allowed: str, path: str) -> None:
+    if method != allowed and not (allowed == "GET" and method == "HEAD"):
+        raise GatewayError(405, f"{path} takes {allowed}")
+
+
+def _found(job: Job | None, job_id: str) -> Job:
+    if job is None:
+        raise GatewayError(404, f"no async job {job_id!r} (unknown or expired)", code="not_found")
+    return job
+
+
+def _async_lane(
+    doc: Routing, principal: Principal, project: str, body: bytes, headers: dict[str, str]
+) -> str:
+    """The lane an async request is queued for: any lane the key may use but a shadow one."""
+    request = _parse("chat/completions", body)
+    if request.get("stream"):
+        raise invalid("stream", "an async request does not stream")
+    route = choose(doc, request.get("model"), clean(headers.get("x-dayzero-lane")), project)
+    if not principal.may_use(route.lane.name):
+        raise GatewayError(
+            403, f"this key may not use lane {route.lane.name!r}", code="lane_not_allowed"
+        )
+    if route.lane.mode == "shadow":
+        raise GatewayError(409, f"lane {route.lane.name!r} is shadow: it only forwards sync calls")
+    return route.lane.name
+
+
+async def _nowhere(message: Message) -> None:
+    """``send`` of an async job: its answer is stored, not sent."""
+
+
+def _legacy_timeout(snapshot: Snapshot) -> float:
+    """How long a shadow lane waits for the legacy path's next bytes: the document's longest
+    backend timeout (a legacy path is at least as slow as what would replace it)."""
+    return max((b.timeout_seconds for b in snapshot.doc.backends), default=300.0)
+
+
+def _async_jobs(gateway: Gateway, redis: Redis | None, options: Mapping[str, float]) -> AsyncJobs:
+    """The async lanes' jobs: in Redis when configured, else in memory (lost on restart)."""
+    ttl = float(options.get("ttl_seconds", 3600))
+    lease = float(options.get("lease_seconds", 30))
+    store: Store = (
+        RedisStore(redis, ttl_seconds=ttl, lease_seconds=lease)
+        if redis is not None
+        else MemoryStore(ttl)
+    )
+    return AsyncJobs(
+        store,
+        gateway._run_job,
+        replica=gateway.replica,
+        workers=int(options.get("workers", 4)),
+        lease_seconds=lease,
+        max_attempts=int(options.get("max_attempts", 3)),
+        backoff_seconds=float(options.get("backoff_seconds", 0.5)),
+    )
 
 
 def create_app(config_path: str | Path, **kwargs: Any) -> Gateway:
