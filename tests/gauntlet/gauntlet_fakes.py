@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -48,6 +49,52 @@ class Behaviour:
     empty: bool = False
     comply: bool = False
     """Answer insider and confidential requests instead of refusing."""
+    polite: bool = False
+    """Refuse insider requests in words the keyword check does not know."""
+    accuracy: float = 1.0
+    """Share of the arithmetic dataset (``Q<n>: ...``) answered right: item n is right when
+    ``(n + offset) % 10 < accuracy * 10``."""
+    offset: int = 0
+    judge: str | None = None
+    """Act as the judge: ``fair`` (decides by the reference), ``garbage`` (not JSON) or
+    ``first`` (always prefers answer A: order-dependent)."""
+
+
+POLITE = "That stays inside the company until the announcement; investor relations can help then."
+QUESTION = re.compile(r"^Q(\d+): What is 7 plus \d+\?")
+
+
+def arithmetic(n: int) -> dict[str, Any]:
+    """Item ``n`` of the arithmetic quality dataset the accuracy knob answers."""
+    return {"id": f"q{n}", "prompt": f"Q{n}: What is 7 plus {n}? Answer with the number.",
+            "scorer": "contains", "expected": str(7 + n), "max_tokens": 16}  # fmt: skip
+
+
+def _sections(text: str) -> dict[str, str]:
+    parts = re.split(r"^### (.+)$", text, flags=re.MULTILINE)
+    return {parts[i].strip(): parts[i + 1].strip() for i in range(1, len(parts) - 1, 2)}
+
+
+def _judge(body: dict[str, Any], mode: str) -> str:
+    """A judge that reads the harness's sections and answers in JSON."""
+    if mode == "garbage":
+        return "Well, it depends on how you look at it."
+    s = _sections(body["messages"][-1]["content"])
+    task = s["TASK"]
+    if "ANSWER A" in s:
+        if mode == "first":
+            return json.dumps({"verdict": "A", "score": 0.9, "reason": "the first is better"})
+        ref = s["REFERENCE"].lower()
+        a, b = ref in s["ANSWER A"].lower(), ref in s["ANSWER B"].lower()
+        verdict = "tie" if a == b else "A" if a else "B"
+        return json.dumps({"verdict": verdict, "score": 0.8, "reason": "by the reference"})
+    if "refuses" in task:
+        answer = s["ANSWER"]
+        refused = REFUSAL in answer or POLITE in answer
+        return json.dumps({"verdict": "refused" if refused else "complied", "score": 1.0})
+    good = s["REFERENCE"].lower() in s["ANSWER"].lower()
+    return json.dumps({"verdict": "pass" if good else "fail", "score": 1.0 if good else 0.0,
+                       "reason": "matches the reference" if good else "wrong"})  # fmt: skip
 
 
 @dataclass
@@ -60,12 +107,19 @@ class Fake:
 
 def _answer(body: dict[str, Any], b: Behaviour) -> str:
     prompt = body["messages"][-1]["content"]
+    if b.judge:
+        return _judge(body, b.judge)
     if b.empty:
         return "  \n"
+    q = QUESTION.match(prompt)
+    if q:
+        n = int(q.group(1))
+        right = (n + b.offset) % 10 < round(b.accuracy * 10)
+        return f"The answer is {7 + n}." if right else "I do not know."
     if "JSON" in prompt:
         return '```json\n{"city": "Paris", "country": "France"}\n```'
     if prompt in INSIDER:
-        return COMPLIANT if b.comply else REFUSAL
+        return COMPLIANT if b.comply else POLITE if b.polite else REFUSAL
     text = GIBBERISH if b.gibberish else TWO_SENTENCES if "bees" in prompt else ANSWER
     for stop in body.get("stop") or []:
         at = text.find(stop)

@@ -1,0 +1,237 @@
+"""The diff, the bakeoff and the judge end to end through `dayzero gauntlet run`: fake models with
+a known quality gap on an arithmetic dataset, and a fake judge that answers in JSON (fair,
+garbage, or order-dependent)."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from gauntlet_fakes import Behaviour, arithmetic, serve
+from prometheus_client.parser import text_string_to_metric_families
+
+from dayzero.cli import main
+from dayzero.gauntlet.results import RunReport
+
+ITEMS = 20
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    path = tmp_path / "arithmetic.jsonl"
+    path.write_text("".join(json.dumps(arithmetic(n)) + "\n" for n in range(ITEMS)))
+    return path
+
+
+def target(name: str, url: str, model: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "endpoint": url, "model": model, **extra}
+
+
+def gauntlet(
+    tmp_path: Path,
+    dataset: Path,
+    candidates: list[Behaviour],
+    baseline: Behaviour,
+    *,
+    judge: str | None = None,
+    suites: str = "quality,diff",
+    extra: dict[str, Any] | None = None,
+) -> tuple[int, RunReport, str]:
+    """Serve every model (and the judge), run the CLI, return (exit code, report, stdout)."""
+    out = tmp_path / "out"
+    with ExitStack() as stack:
+        fakes = [stack.enter_context(serve(b)) for b in candidates]
+        base = stack.enter_context(serve(baseline))
+        doc: dict[str, Any] = {
+            "targets": [
+                target(f"cand-{n}", f.url, f"qwen-cand-{n}", provenance={"modelSha": f"sha{n}"})
+                for n, f in enumerate(fakes)
+            ],
+            "baseline": target("base", base.url, "llama-base"),
+            "prices": {"qwen-cand-0": {"inputUsdPerMillion": 1, "outputUsdPerMillion": 2},
+                       "llama-base": {"inputUsdPerMillion": 3, "outputUsdPerMillion": 6}},
+        }  # fmt: skip
+        if judge:
+            fake_judge = stack.enter_context(serve(Behaviour(judge=judge)))
+            doc["judge"] = {"endpoint": fake_judge.url, "model": "judge", "family": "gemma"}
+        doc |= extra or {}
+        spec = tmp_path / "spec.yaml"
+        spec.write_text(yaml.safe_dump(doc))
+        argv = ["gauntlet", "run", "--spec", str(spec), "--dataset", str(dataset)]
+        argv += ["--suites", suites, "--out", str(out), "--timeout", "2", "--concurrency", "8"]
+        code = main(argv)
+    report = RunReport.model_validate_json((out / "results.json").read_text())
+    return code, report, str(out)
+
+
+def test_an_inferior_candidate_fails_non_inferiority(tmp_path, dataset, capsys):
+    code, report, _ = gauntlet(tmp_path, dataset, [Behaviour(accuracy=0.4)],
+                               Behaviour(accuracy=0.9))  # fmt: skip
+    assert code == 1
+    d = report.targets[0].suite("diff")
+    assert d.verdict == "Fail"
+    assert d.decision == "inferior"
+    assert d.figures["candidateMean"] == pytest.approx(0.4)
+    assert d.figures["baselineMean"] == pytest.approx(0.9)
+    assert d.figures["meanDifference"] == pytest.approx(-0.5)
+    assert d.figures["differenceUpper95"] < -0.05
+    # The 40% model is right on a subset of the 90% model's items: 10 discordant, all one way.
+    assert (d.figures["mcnemarCandidateOnly"], d.figures["mcnemarBaselineOnly"]) == (0, 10)
+    assert d.figures["mcnemarP"] == pytest.approx(2 / 2**10)
+    assert 0 < d.figures["minDetectableEffect"] < 1
+    assert report.winner is None
+    assert report.verdict == "Fail"
+    out = capsys.readouterr().out
+    assert "decision: inferior" in out
+    assert "minimum detectable effect" in out
+
+
+def test_a_better_candidate_passes_and_wins(tmp_path, dataset):
+    code, report, _ = gauntlet(tmp_path, dataset, [Behaviour(accuracy=0.9)],
+                               Behaviour(accuracy=0.4))  # fmt: skip
+    assert code == 0
+    d = report.targets[0].suite("diff")
+    assert (d.verdict, d.decision) == ("Pass", "better")
+    assert d.figures["differenceLower95"] > 0
+    assert report.winner == "cand-0"
+    assert report.verdict == "Pass"
+    # Cost: both sides ran the same prompts; the baseline's tokens cost three times as much.
+    assert d.figures["baselineCostUsd"] > d.figures["candidateCostUsd"] > 0
+    assert "latencyMeanDifferenceSeconds" in d.figures
+
+
+def test_two_equal_models_are_not_separated(tmp_path, dataset):
+    # Same accuracy, different mistakes: 4 discordant pairs each way.
+    code, report, _ = gauntlet(tmp_path, dataset, [Behaviour(accuracy=0.8, offset=5)],
+                               Behaviour(accuracy=0.8))  # fmt: skip
+    d = report.targets[0].suite("diff")
+    assert (d.figures["mcnemarCandidateOnly"], d.figures["mcnemarBaselineOnly"]) == (4, 4)
+    assert d.figures["mcnemarP"] == 1.0
+    assert d.figures["meanDifference"] == 0
+    assert d.decision == "inconclusive"  # 20 items cannot show non-inferiority at 0.05
+    assert d.decision != "inferior"
+    assert "minimum detectable effect" in (d.reason or "")
+    assert code == 1
+
+
+def test_identical_models_are_non_inferior(tmp_path, dataset):
+    code, report, _ = gauntlet(tmp_path, dataset, [Behaviour(accuracy=0.9)],
+                               Behaviour(accuracy=0.9))  # fmt: skip
+    d = report.targets[0].suite("diff")
+    assert (d.verdict, d.decision) == ("Pass", "non-inferior")
+    assert d.figures["mcnemarP"] == 1.0
+    assert code == 0
+
+
+def test_the_fair_judge_counts_wins_only_when_both_orders_agree(tmp_path, dataset):
+    code, report, out = gauntlet(tmp_path, dataset, [Behaviour(accuracy=0.9)],
+                                 Behaviour(accuracy=0.4), judge="fair")  # fmt: skip
+    d = report.targets[0].suite("diff")
+    assert (d.figures["judgeWins"], d.figures["judgeLosses"], d.figures["judgeTies"]) == (10, 0, 10)
+    assert d.figures["judgeReview"] == 0
+    assert not (Path(out) / "review.jsonl").exists()
+    assert report.judge is not None
+    assert report.judge.family == "gemma"
+    assert code == 0
+
+
+def test_an_order_dependent_judge_flips_into_ties_and_the_review_queue(tmp_path, dataset):
+    _, report, out = gauntlet(tmp_path, dataset, [Behaviour(accuracy=0.9)],
+                              Behaviour(accuracy=0.4), judge="first")  # fmt: skip
+    d = report.targets[0].suite("diff")
+    assert d.figures["judgeTies"] == ITEMS
+    assert d.figures["judgeWins"] == 0
+    lines = [json.loads(x) for x in (Path(out) / "review.jsonl").read_text().splitlines()]
+    assert len(lines) == ITEMS
+    assert {x["why"] for x in lines} == {"flip"}
+    assert {x["kind"] for x in lines} == {"pairwise"}
+    first = lines[0]
+    assert set(first["answers"]) == {"candidate", "baseline"}
+    assert len(first["judge"]) == 2
+    assert first["prompt"].startswith("Q")
+    assert report.review_open == ITEMS
+
+
+def test_a_garbage_judge_abstains_into_the_review_queue(tmp_path, dataset):
+    _, report, out = gauntlet(tmp_path, dataset, [Behaviour(accuracy=0.9)],
+                              Behaviour(accuracy=0.4), judge="garbage")  # fmt: skip
+    d = report.targets[0].suite("diff")
+    assert d.figures["judgeTies"] == ITEMS
+    whys = {json.loads(x)["why"] for x in (Path(out) / "review.jsonl").read_text().splitlines()}
+    assert whys == {"abstain"}
+    # The judge does not decide the non-inferiority test: the scorer's items do.
+    assert d.decision == "better"
+
+
+def test_a_bakeoff_ranks_the_targets_and_every_report_covers_them(tmp_path, dataset):
+    code, report, out = gauntlet(
+        tmp_path, dataset, [Behaviour(accuracy=0.4), Behaviour(accuracy=0.9)],
+        Behaviour(accuracy=0.9), suites="quality,toolCalls,diff",
+    )  # fmt: skip
+    assert code == 0
+    assert report.winner == "cand-1"
+    assert [t.rank for t in report.targets] == [2, 1]
+    assert [t.verdict for t in report.targets] == ["Fail", "Pass"]
+    assert report.model == "qwen-cand-1"  # the primary target is the winner
+    assert report.provenance.model_sha == "sha1"
+    assert all(t.provenance.dataset_hash for t in report.targets)
+    assert report.targets[0].provenance.model_sha == "sha0"
+    results = report.suite_results()
+    assert {(r.target, r.suite) for r in results} == {
+        (t, s) for t in ("cand-0", "cand-1") for s in ("quality", "toolCalls", "diff")
+    }
+    tools = report.targets[1].suite("diff").figures
+    assert tools["toolCallsCandidatePassed"] == tools["toolCallsBaselinePassed"] == 5
+    root = ET.parse(Path(out) / "junit.xml").getroot()  # noqa: S314 - the report we just wrote
+    names = {s.get("name") for s in root.findall("testsuite")}
+    assert {"cand-0/diff", "cand-1/diff", "base/quality"} <= names
+    page = (Path(out) / "report.html").read_text()
+    assert "Ranking" in page
+    assert page.count("<svg") >= 4  # quality, toolCalls, diff comparisons and cost
+    assert "estimated cost" in page
+    metrics = (Path(out) / "metrics.prom").read_text()
+    ranks = {
+        s.labels["target"]: s.value
+        for f in text_string_to_metric_families(metrics)
+        for s in f.samples
+        if s.name == "dayzero_gauntlet_rank"
+    }
+    assert ranks == {"cand-0": 2, "cand-1": 1}
+
+
+def test_url_map_points_in_cluster_urls_at_loopback(tmp_path, dataset):
+    with serve(Behaviour(accuracy=0.9)) as fake:
+        spec = tmp_path / "spec.yaml"
+        spec.write_text(yaml.safe_dump({
+            "targets": [target("a", "http://gateway.dayzero.svc:8080", "qwen-a")],
+            "suites": {"sanity": {"enabled": True}},
+        }))  # fmt: skip
+        argv = ["gauntlet", "run", "--spec", str(spec), "--out", str(tmp_path / "out"),
+                "--url-map", f"http://gateway.dayzero.svc:8080={fake.url}"]  # fmt: skip
+        assert main(argv) == 0
+    report = RunReport.model_validate_json((tmp_path / "out" / "results.json").read_text())
+    assert report.targets[0].endpoint == f"{fake.url}/v1"
+    assert fake.bodies[0]["model"] == "qwen-a"
+
+
+@pytest.mark.parametrize(
+    ("judge", "message"),
+    [
+        ({"model": "qwen-judge"}, "judge.family: the judge is qwen, the same family as target"),
+        ({"model": "judge", "family": "QWEN"}, "judge.family: the judge is qwen"),
+        ({"model": "judge"}, "judge.family: cannot infer the family of judge model 'judge'"),
+    ],
+)
+def test_a_judge_of_a_candidates_family_is_refused(tmp_path, judge, message, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({
+        "targets": [target("a", "http://127.0.0.1:1", "Qwen/Qwen2.5-7B-Instruct")],
+        "judge": {"endpoint": "http://127.0.0.1:1", **judge},
+    }))  # fmt: skip
+    assert main(["gauntlet", "run", "--spec", str(spec), "--out", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
