@@ -182,6 +182,15 @@ def test_a_target_that_is_not_ready_waits_and_names_the_field() -> None:
         desired_run(gauntlet(), inputs(model_deployments={}))
 
 
+def test_prices_of_the_models_sent_come_from_the_routing_base() -> None:
+    price = {"inputUsdPerMillion": 0.2, "outputUsdPerMillion": 0.6}
+    other = {"inputUsdPerMillion": 3.0, "outputUsdPerMillion": 15.0}
+    rendered = desired_run(gauntlet(), inputs(prices={"qwen3": price, "claude": other}))
+    spec = RunSpec.model_validate(yaml.safe_load(rendered.spec_text))
+    assert set(spec.prices) == {"qwen3"}
+    assert spec.prices["qwen3"].output_usd_per_million == 0.6
+
+
 def test_a_gateway_target_needs_the_operators_gateway_url() -> None:
     g = gauntlet(targets=[{"gateway": "preview"}])
     with pytest.raises(RenderError) as caught:

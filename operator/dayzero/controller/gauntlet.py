@@ -67,6 +67,8 @@ class GauntletDeps:
     """The gateway's base URL, for gateway targets and the judge (the first ``--gateway``)."""
     node_selector: Mapping[str, str] = field(default_factory=dict)
     """nodeSelector of evaluation pods (``--gauntlet-node-selector``)."""
+    prices: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    """The routing base's prices, so a run can estimate each target's cost."""
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 
@@ -349,6 +351,7 @@ def _start(deps: GauntletDeps, g: Gauntlet, meta: Manifest, st: _Status) -> floa
             gateway_url=deps.gateway_url,
             dataset_hashes=_dataset_hashes(deps.kube, namespace, g),
             node_selector=deps.node_selector,
+            prices=deps.prices,
         )
         rendered = desired_run(g, inputs)
     except NotReadyError as exc:

@@ -143,6 +143,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:  # noqa: PL
             gauntlet_image=config.gauntlet_image or config.images.dayzero,
             gateway_url=config.gateways[0] if config.gateways else None,
             node_selector=dict(config.gauntlet_node_selector),
+            prices=routing.base.get("prices") or {},
         )
 
         def work(key: Key) -> float | None:

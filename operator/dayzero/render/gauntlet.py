@@ -86,6 +86,8 @@ class Inputs:
     """``sha256:<hex>`` of each ConfigMap dataset's content, by dataset name."""
     node_selector: Mapping[str, str] = field(default_factory=dict)
     """Where evaluation pods may run (an operator flag; CPU nodes, usually)."""
+    prices: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    """The routing document's prices (model as sent -> USD per million tokens), for cost."""
 
 
 class NotReadyError(Exception):
@@ -256,6 +258,10 @@ def run_spec(
     }
     if baseline is not None:
         doc["baseline"] = _target_doc(baseline, len(targets))
+    sent = {t.model for t in [*targets, *([baseline] if baseline else [])]}
+    prices = {m: dict(p) for m, p in sorted(inputs.prices.items()) if m in sent}
+    if prices:
+        doc["prices"] = prices
     if spec.judge is not None:
         if not inputs.gateway_url:
             raise RenderError(
