@@ -178,10 +178,15 @@ def run_job_locally(
     return done, out
 
 
+def sa_env(world: dict[str, Any], kubeconfig: Path) -> dict[str, str]:
+    """kubectl as the Job's ServiceAccount; its discovery cache stays in the test's folder."""
+    return {"PATH": os.environ["PATH"], "KUBECONFIG": str(kubeconfig), "HOME": str(world["tmp"])}
+
+
 def can_i(world: dict[str, Any], kubeconfig: Path, *args: str) -> bool:
     out = subprocess.run(
         ["kubectl", "auth", "can-i", *args, "-n", world["ns"]],
-        env={"PATH": os.environ["PATH"], "KUBECONFIG": str(kubeconfig)},
+        env=sa_env(world, kubeconfig),
         capture_output=True,
         text=True,
         timeout=30,
@@ -241,7 +246,7 @@ def check_least_privilege(world: dict[str, Any], job: dict[str, Any], result_cm:
     assert not can_i(world, sa_config, "patch", "lanes.dayzero.dev/chat")
     refused = subprocess.run(
         ["kubectl", "-n", ns, "patch", "configmap", "dayzero-routing", "-p", '{"data":{"x":"1"}}'],
-        env={"PATH": os.environ["PATH"], "KUBECONFIG": str(sa_config)},
+        env=sa_env(world, sa_config),
         capture_output=True,
         text=True,
         timeout=30,
