@@ -54,13 +54,14 @@ from .backends import (
 )
 from .backends.base import Endpoint
 from .backends.transport import openai_usage
-from .breaker import Breakers
+from .budget import PaidTier, Refusal, Reservation, fallback_reason
 from .concurrency import Limiter
 from .config import POLL_SECONDS, ConfigWatcher, Snapshot, host_of
 from .errors import GatewayError, invalid
 from .headers import Trace, clean, trace_from
 from .metrics import Metrics
 from .routing import Route, choose, names, selectors, size_denial
+from .shared import SharedState
 from .translate import (
     ChatStreamOpenAIToOllama,
     GenerateStreamOpenAIToOllama,
@@ -153,6 +154,10 @@ class Outcome:
     error: str | None = None
     intent: str | None = None
     prompt: Any = None
+    paid_reason: str | None = None
+    """Why the paid tier was tried (``budget.fallback_reason``); None when it was not."""
+    reservation: Reservation | None = None
+    refusal: Refusal | None = None
 
 
 class Gateway:
@@ -172,7 +177,9 @@ class Gateway:
         async_options: Mapping[str, float] | None = None,
     ) -> None:
         self.metrics = Metrics()
-        self.breakers = Breakers(clock)
+        self.shared = SharedState(redis, clock=clock)
+        self.breakers = self.shared.breakers
+        self.paid = PaidTier(self.shared.ledger, self.metrics.registry)
         self.redis = redis
         self.replica = replica or f"{socket.gethostname()}-{os.getpid()}"
         self.shadow = shadow.ShadowRecorder(
@@ -208,6 +215,7 @@ class Gateway:
         )
         self._state = (self.watcher.current, self._backends(self.watcher.current))
         self.watcher.start()
+        self.shared.start()
         self.jobs.start()
         self._ready = True
 
@@ -217,6 +225,7 @@ class Gateway:
         await self.jobs.stop()
         await self.shadow.flush()
         await self.watcher.stop()
+        await self.shared.stop()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -257,6 +266,9 @@ class Gateway:
                 await _send_error(send, GatewayError(405, f"{path} takes POST"), None, ollama)
                 return
             await self._proxy(path, scope, receive, send)
+            return
+        if path in ("/v1/budgets", "/v1/budgets/reset"):
+            await self._budgets(path, method, scope, receive, send)
             return
         if path.startswith(RESULT_PATH):
             await self._async(path, method, scope, receive, send)
@@ -381,6 +393,7 @@ class Gateway:
         return {
             "configHash": snapshot.hash,
             "configError": self.watcher.last_error,
+            "sharedState": self.shared.status(),
             "lanes": lanes,
             "backends": backends,
             "tags": {tag: t.to_wire() for tag, t in snapshot.doc.tags.items()},
@@ -522,6 +535,7 @@ class Gateway:
             outcome.error = "client disconnected"
             raise
         finally:
+            await self._settle_paid(outcome)
             self._record(snapshot, outcome)
 
     async def _serve_guarded(self, call: _Call, receive: Receive) -> None:
@@ -558,6 +572,7 @@ class Gateway:
         if isinstance(reply, Reply):
             outcome.status = reply.status
             outcome.usage = reply.usage or {}
+            await self._settle_paid(outcome)
             await _send(
                 send,
                 reply.status,
@@ -615,7 +630,9 @@ class Gateway:
             await rest.aclose()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _attempt(self, call: _Call) -> tuple[Reply | StreamReply, RoutingBackend]:
+    async def _attempt(  # noqa: PLR0912, PLR0915 - the failover loop reads best in one piece
+        self, call: _Call
+    ) -> tuple[Reply | StreamReply, RoutingBackend]:
         """Try the route's backends in order: local ones first, paid ones if the lane allows."""
         snapshot, backends, route, request, outcome = (
             call.snapshot,
@@ -642,6 +659,8 @@ class Gateway:
                 tried.add(spec.name, "circuit_open", "circuit open")
                 continue
             probe = breaker.state == "half_open"
+            if spec.paid and not await self._reserve_paid(call, spec, tried, probe=probe):
+                continue
             upstream = UpstreamRequest(
                 endpoint=call.endpoint,
                 body={**request, "model": spec.model or lane.model or request.get("model")},
@@ -653,6 +672,7 @@ class Gateway:
             try:
                 reply = await backend.send(upstream)
             except BackendError as e:
+                await self._release_paid(outcome)
                 if e.trips_breaker:
                     breaker.failure(lane.circuit_breaker.consecutive_timeouts, str(e), probe=probe)
                 elif not e.dialed:
@@ -676,7 +696,60 @@ class Gateway:
                 outcome.fallback_reason = tried.reasons[0]
             return reply, spec
         outcome.fallback_reason = tried.reasons[0] if tried.reasons else "none"
-        raise tried.error()
+        refusal = outcome.refusal
+        raise refusal.error("; ".join(tried.failures) or "none") if refusal else tried.error()
+
+    async def _reserve_paid(
+        self, call: _Call, spec: RoutingBackend, tried: _Tried, *, probe: bool
+    ) -> bool:
+        """Reserve the budget of a paid attempt; False (and the refusal kept) when refused."""
+        outcome = call.outcome
+        if outcome.paid_reason is None:  # the first paid backend: every local one is behind
+            outcome.paid_reason = fallback_reason(tried.reasons)
+        held = await self.paid.reserve(
+            call.snapshot.doc, call.route.lane, spec, outcome.project, call.request
+        )
+        if isinstance(held, Refusal):
+            outcome.refusal = held
+            if probe:  # nothing was learned about the host: let another request probe
+                self.breakers.get(call.backends[spec.name].host).abandon()
+            return False
+        outcome.reservation = held
+        return True
+
+    async def _release_paid(self, outcome: Outcome) -> None:
+        """A paid attempt failed: its reservation is released, nothing was spent."""
+        if outcome.reservation is not None:
+            await self.paid.release(outcome.reservation)
+            outcome.reservation = None
+
+    async def _settle_paid(self, outcome: Outcome) -> None:
+        """Settle a paid answer's reservation at its real cost (once; later calls do nothing)."""
+        if outcome.reservation is not None:
+            charged = outcome.status in (200, 499)  # a 4xx costs nothing; a cut stream may
+            await self.paid.settle(outcome.reservation, outcome.usage or None, charged=charged)
+
+    async def _budgets(
+        self, path: str, method: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """(admin) ``GET /v1/budgets``: the ledgers; ``POST /v1/budgets/reset``: lift a kill."""
+        snapshot, _ = self._state
+        headers = _headers(scope)
+        want = "POST" if path.endswith("/reset") else "GET"
+        try:
+            principal = snapshot.keys.authenticate(
+                bearer(headers.get("authorization"), headers.get("x-api-key"))
+            )
+            _budget_admin(principal, method, want, path)
+            if want == "GET":
+                answer = await self.paid.ledgers(snapshot.doc)
+            else:
+                body = await _read_body(receive, headers, 65536)
+                answer = await self.paid.reset(_json_object(body))
+        except GatewayError as e:
+            await _send_error(send, e, None)
+            return
+        await _send_json(send, 200, answer)
 
     # -- shadow and async lanes (shadow.py, asyncjobs.py) ------------------------------------------
 
@@ -837,6 +910,8 @@ class Gateway:
             m.child(m.tokens, project, o.lane, o.model, "output").inc(output_tokens)
         if o.cost_usd:
             m.child(m.cost, project, o.lane, o.model).inc(o.cost_usd)
+        if o.paid_reason is not None:
+            self.paid.count(o.lane, o.paid_reason, o.provider_tier == "paid", o.refusal)
         line: dict[str, Any] = {
             "trace_id": o.trace.trace_id,
             "project_id": o.project,
@@ -853,6 +928,7 @@ class Gateway:
             "latency_ms": round(latency * 1000, 1),
             "intent": o.intent,
             "error": o.error,
+            "paid_fallback": o.paid_reason,
         }
         if o.prompt is not None:
             line["request"] = o.prompt
@@ -1045,6 +1121,14 @@ def _passed_over(
     return None
 
 
+def _budget_admin(principal: Principal, method: str, want: str, path: str) -> None:
+    """405 for the wrong method, 403 for a key that is not an admin's."""
+    if method != want:
+        raise GatewayError(405, f"{path} takes {want}")
+    if not principal.admin:
+        raise GatewayError(403, "budgets need an admin key")
+
+
 def _admit(principal: Principal, lane: RoutingLane) -> None:
     """403 for a lane the key may not use, 409 for a lane that takes no sync calls."""
     if not principal.may_use(lane.name):
@@ -1204,6 +1288,8 @@ def _response_headers(
         ]
         if outcome.lane != "-":
             headers.append((b"x-dayzero-lane", outcome.lane.encode()))
+        if outcome.paid_reason is not None:
+            headers.append((b"x-dayzero-fallback-reason", outcome.paid_reason.encode()))
     return headers + (extra or [])
 
 
