@@ -347,8 +347,22 @@ def _gateway(args: argparse.Namespace) -> int:
             )
             return 2
         url_map[prefix] = target
+    redis = None
+    if args.redis_url:
+        if not args.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            print(
+                f"dayzero gateway: error: --redis-url: want redis://HOST:PORT/DB, rediss:// or "
+                f"unix://, got {args.redis_url!r}",
+                file=sys.stderr,
+            )
+            return 2
+        from .gateway.shared import redis_client  # noqa: PLC0415
+
+        redis = redis_client(args.redis_url)  # lazy: it connects on first use, in the loop
     try:
-        app = create_app(args.config, url_map=url_map, loopback_only=args.loopback_only)
+        app = create_app(
+            args.config, url_map=url_map, loopback_only=args.loopback_only, redis=redis
+        )
     except ConfigError as e:
         print(f"dayzero gateway: error: {args.config}: {e}", file=sys.stderr)
         return 2
@@ -386,6 +400,13 @@ def _add_gateway_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         action="store_true",
         help="never dial a backend outside 127.0.0.0/8 or localhost (after --url-map): such a "
         "backend fails over as unreachable (tests and demos)",
+    )
+    p.add_argument(
+        "--redis-url",
+        default=os.environ.get("DAYZERO_REDIS_URL") or None,
+        help="share state with the other replicas through this Redis: budget ledgers, circuits, "
+        "shadow decisions, async jobs (default $DAYZERO_REDIS_URL, which the chart sets; unset: "
+        "in memory, for one replica)",
     )
     p.set_defaults(handler=_gateway)
 

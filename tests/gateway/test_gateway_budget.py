@@ -406,3 +406,12 @@ def test_a_circuit_one_replica_opens_is_open_on_the_other(run, tmp_path, redis_s
             await b_client.aclose()
 
     run(scenario())
+
+
+def test_the_cli_names_a_bad_redis_url(tmp_path, capsys):
+    from dayzero.cli import main  # noqa: PLC0415 - the CLI only here
+
+    config = tmp_path / "routing.yaml"
+    config.write_text(json.dumps(document([{"name": "a", "url": "http://127.0.0.1:1"}])))
+    assert main(["gateway", "--config", str(config), "--redis-url", "http://127.0.0.1:1"]) == 2
+    assert "--redis-url: want redis://" in capsys.readouterr().err
