@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,11 @@ def shadow_doc(legacy: str, a: str, b: str, **lane: Any) -> dict[str, Any]:
     )
 
 
-def test_shadow_forwards_unchanged_and_never_dials_the_decision(tmp_path: Path, run: Run) -> None:
+def test_shadow_forwards_unchanged_and_never_dials_the_decision(
+    tmp_path: Path, run: Run, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="dayzero.gateway.access")
+
     async def scenario() -> None:
         async with (
             upstreams("ok", "ok", "ok") as (legacy, a, b),
@@ -112,6 +117,11 @@ def test_shadow_forwards_unchanged_and_never_dials_the_decision(tmp_path: Path, 
             )
 
     run(scenario())
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name.endswith("access")]
+    assert [line["shadow"]["agreement"] for line in lines] == ["agree", "disagree"]
+    assert lines[0]["provider_tier"] == "shadow"
+    assert lines[0]["backend"] == "legacy"
+    assert lines[0]["shadow"]["backend"] == "a"
 
 
 def test_shadow_stream_relayed_and_judged_from_its_chunks(tmp_path: Path, run: Run) -> None:

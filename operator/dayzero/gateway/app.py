@@ -60,6 +60,7 @@ from .config import POLL_SECONDS, ConfigWatcher, Snapshot, host_of
 from .errors import GatewayError, invalid
 from .headers import Trace, clean, trace_from
 from .metrics import Metrics
+from .residency import Residency
 from .routing import Route, choose, names, selectors, size_denial
 from .shared import SharedState
 from .translate import (
@@ -79,6 +80,7 @@ from .translate import (
     ollama_ps,
     ollama_tags,
 )
+from .warm import KeepWarm, NotOllamaError
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -106,6 +108,7 @@ OLLAMA_ENDPOINTS: dict[str, OllamaAPI] = {
 OLLAMA_VERSION = "0.12.6"
 """What ``/api/version`` answers: the Ollama API whose shapes the gateway speaks."""
 _SSE_EVENT_MAX = 1 << 20
+WARM_ADMIN = ("/v1/admin/warm", "/v1/admin/unload")
 
 
 def default_backend(
@@ -154,6 +157,8 @@ class Outcome:
     error: str | None = None
     intent: str | None = None
     prompt: Any = None
+    shadow: dict[str, Any] | None = None
+    """A shadow lane's decision and whether the legacy path agreed (shadow.Record)."""
     paid_reason: str | None = None
     """Why the paid tier was tried (``budget.fallback_reason``); None when it was not."""
     reservation: Reservation | None = None
@@ -175,17 +180,22 @@ class Gateway:
         redis: Redis | None = None,
         replica: str | None = None,
         async_options: Mapping[str, float] | None = None,
+        poll_options: Mapping[str, float] | None = None,
     ) -> None:
         self.metrics = Metrics()
-        self.shared = SharedState(redis, clock=clock)
-        self.breakers = self.shared.breakers
-        self.paid = PaidTier(self.shared.ledger, self.metrics.registry)
         self.redis = redis
         self.replica = replica or f"{socket.gethostname()}-{os.getpid()}"
         self.shadow = shadow.ShadowRecorder(
             self.metrics.registry, redis=redis, replica=self.replica
         )
         self.jobs = _async_jobs(self, redis, async_options or {})
+        # Off unless asked (the CLI asks: every 10 s and 60 s): a poll dials every backend.
+        polls = poll_options or {}
+        self.residency = Residency(float(polls.get("residency_seconds", 0.0)))
+        self.warm = KeepWarm(float(polls.get("warm_seconds", 0.0)))
+        self.shared = SharedState(redis, clock=clock)
+        self.breakers = self.shared.breakers
+        self.paid = PaidTier(self.shared.ledger, self.metrics.registry)
         self.watcher = ConfigWatcher(
             config_path,
             poll_seconds=poll_seconds,
@@ -217,12 +227,20 @@ class Gateway:
         self.watcher.start()
         self.shared.start()
         self.jobs.start()
+        self.residency.start(lambda: (self._state[0].doc, self._state[1]), self._circuit_open)
+        self.warm.start(
+            lambda: self._session,
+            lambda: (self._state[0].doc, self._state[0].backend_tokens),
+            self._circuit_open,
+        )
         self._ready = True
 
     async def shutdown(self) -> None:
         """Stop watching and close the pool."""
         self._ready = False
         await self.jobs.stop()
+        await self.residency.stop()
+        await self.warm.stop()
         await self.shadow.flush()
         await self.watcher.stop()
         await self.shared.stop()
@@ -247,6 +265,7 @@ class Gateway:
         self._apply_limits(snapshot)
         backends = self._backends(snapshot) if self._session is not None else {}
         self._state = (snapshot, backends)
+        self.warm.kick()
         self.metrics.config_loaded(snapshot.hash)
 
     # -- ASGI -------------------------------------------------------------------------------------
@@ -270,8 +289,9 @@ class Gateway:
         if path in ("/v1/budgets", "/v1/budgets/reset"):
             await self._budgets(path, method, scope, receive, send)
             return
-        if path.startswith(RESULT_PATH):
-            await self._async(path, method, scope, receive, send)
+        if path.startswith(RESULT_PATH) or path in WARM_ADMIN:
+            lanes = self._async if path.startswith(RESULT_PATH) else self._warm_admin
+            await lanes(path, method, scope, receive, send)
             return
         gets: dict[str, Callable[[Scope, Send], Awaitable[None]]] = {
             "/v1/models": self._models,
@@ -338,6 +358,14 @@ class Gateway:
         for lane in body["lanes"]:
             if lane["name"] in agreement:
                 lane["shadow"] = agreement[lane["name"]]
+        resident = self.residency.lanes(snapshot.doc)
+        for lane in body["lanes"]:
+            lane["residentOn"] = resident.get(lane["name"], [])
+        for backend in body["backends"]:
+            held = self.residency.view.get(backend["name"])
+            backend["resident"] = held.wire() if held is not None else None
+            warm = self.warm.state.get(backend["name"])
+            backend["keepWarm"] = warm.wire() if warm is not None else None
         await _send_json(send, 200, body)
 
     async def _shadow_decisions(self, scope: Scope, send: Send) -> None:
@@ -797,16 +825,16 @@ class Gateway:
                 await watch
         with contextlib.suppress(asyncio.CancelledError):
             outcome.status, revealed = await work
-            self.shadow.record(
-                shadow.record_of(
-                    decision,
-                    revealed,
-                    outcome.status,
-                    by_header=lane.legacy_endpoint_header is not None,
-                    trace_id=outcome.trace.trace_id,
-                    replica=self.replica,
-                )
+            record = shadow.record_of(
+                decision,
+                revealed,
+                outcome.status,
+                by_header=lane.legacy_endpoint_header is not None,
+                trace_id=outcome.trace.trace_id,
+                replica=self.replica,
             )
+            self.shadow.record(record)
+            outcome.shadow = record.wire()
 
     async def _async(
         self, path: str, method: str, scope: Scope, receive: Receive, send: Send
@@ -840,6 +868,37 @@ class Gateway:
             await _send_json(send, 200, _found(found, job_id).wire())
         except GatewayError as e:
             await _send_error(send, e, outcome)
+
+    def _circuit_open(self, url: str) -> bool:
+        return self.breakers.get(host_of(url)).state == "open"
+
+    async def _warm_admin(
+        self, path: str, method: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """(admin) ``POST /v1/admin/unload`` / ``/v1/admin/warm`` ``{"backend": NAME}``."""
+        snapshot, _ = self._state
+        headers = _headers(scope)
+        try:
+            principal = snapshot.keys.authenticate(
+                bearer(headers.get("authorization"), headers.get("x-api-key"))
+            )
+            _want(method, "POST", path)
+            _need_admin(principal, path)
+            data = _json_object(await _read_body(receive, headers, 65536))
+            name = data.get("backend")
+            if not isinstance(name, str):
+                raise invalid("backend", "is required (the name of an Ollama backend)")
+            assert self._session is not None  # noqa: S101 - requests arrive only after startup
+            act = self.warm.unload if path.endswith("/unload") else self.warm.warm
+            token = snapshot.backend_tokens.get(name)
+            try:
+                answer = await act(self._session, snapshot.doc, name, token)
+            except NotOllamaError as e:
+                raise invalid("backend", str(e).removeprefix("backend: ")) from None
+        except GatewayError as e:
+            await _send_error(send, e, None)
+            return
+        await _send_json(send, 200, answer)
 
     async def _run_job(self, job: Job) -> Attempt:
         """One attempt of an async job through its lane, starting one backend further on for
@@ -932,6 +991,8 @@ class Gateway:
         }
         if o.prompt is not None:
             line["request"] = o.prompt
+        if o.shadow is not None:
+            line["shadow"] = o.shadow
         access_log.info(json.dumps(line, separators=(",", ":"), default=str))
 
 
@@ -1315,6 +1376,11 @@ async def _send_error(
 def _want(method: str, allowed: str, path: str) -> None:
     if method != allowed and not (allowed == "GET" and method == "HEAD"):
         raise GatewayError(405, f"{path} takes {allowed}")
+
+
+def _need_admin(principal: Principal, path: str) -> None:
+    if not principal.admin:
+        raise GatewayError(403, f"{path} needs an admin key")
 
 
 def _found(job: Job | None, job_id: str) -> Job:

@@ -20,7 +20,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 
     from .config import Snapshot
 
-shadow_log = logging.getLogger("dayzero.gateway.shadow")
 log = logging.getLogger(__name__)
 
 Agreement = Literal["agree", "disagree", "unknown"]
@@ -152,7 +151,7 @@ def agreement(decision: Decision, legacy: str | None, *, by_header: bool) -> Agr
     return "agree" if legacy.rstrip("/") in names else "disagree"
 
 
-@dataclass
+@dataclass(slots=True)
 class Record:
     """One shadow decision as logged and kept."""
 
@@ -165,6 +164,20 @@ class Record:
     legacy_status: int
     agreement: Agreement
     replica: str
+
+    def wire(self) -> dict[str, Any]:
+        """As logged, kept in Redis and listed by /v1/shadow/decisions."""
+        return {
+            "time": self.time,
+            "trace_id": self.trace_id,
+            "lane": self.lane,
+            "backend": self.backend,
+            "model": self.model,
+            "legacy": self.legacy,
+            "legacy_status": self.legacy_status,
+            "agreement": self.agreement,
+            "replica": self.replica,
+        }
 
 
 @dataclass
@@ -188,8 +201,9 @@ class Counts:
 
 
 class ShadowRecorder:
-    """Keeps every decision: a JSON log line, a counter, a bounded ring, and with Redis the same
-    ring and counts shared by every replica (written after the answer, off the client's path)."""
+    """Keeps every decision: a counter, a bounded ring, and with Redis the same ring and counts
+    shared by every replica (written after the answer, off the client's path). The JSON log line
+    is the request's own access line, which carries the decision as ``shadow``."""
 
     def __init__(
         self,
@@ -218,7 +232,6 @@ class ShadowRecorder:
         counts = self.counts.setdefault(record.lane, Counts())
         setattr(counts, record.agreement, getattr(counts, record.agreement) + 1)
         self.ring.append(record)
-        shadow_log.info(json.dumps(asdict(record), separators=(",", ":")))
         if self.redis is not None:
             task = asyncio.get_running_loop().create_task(self._share(record))
             self._writes.add(task)
@@ -229,7 +242,7 @@ class ShadowRecorder:
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.hincrby(f"{REDIS_PREFIX}counts:{record.lane}", record.agreement, 1)
-                pipe.lpush(f"{REDIS_PREFIX}ring", json.dumps(asdict(record)))
+                pipe.lpush(f"{REDIS_PREFIX}ring", json.dumps(record.wire()))
                 pipe.ltrim(f"{REDIS_PREFIX}ring", 0, self._ring_size - 1)
                 await pipe.execute()
         except Exception as e:  # noqa: BLE001 - a shadow record must never break serving
@@ -266,7 +279,7 @@ class ShadowRecorder:
             with contextlib.suppress(Exception):
                 items = await self.redis.lrange(f"{REDIS_PREFIX}ring", 0, limit - 1)
                 return [json.loads(item) for item in items]
-        return [asdict(r) for r in list(self.ring)[::-1][:limit]]
+        return [r.wire() for r in list(self.ring)[::-1][:limit]]
 
 
 def _text(value: bytes | str) -> str:
@@ -320,13 +333,16 @@ async def forward(
                 for k, v in resp.raw_headers
                 if k.lower() not in _HOP and not k.lower().startswith(b"x-dayzero-")
             ]
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": resp.status,
-                    "headers": out + call.extra_headers,
-                }
-            )
+            start = {"type": "http.response.start", "status": resp.status}
+            start["headers"] = out + call.extra_headers
+            if resp.content_length is not None:  # a whole answer: one read, one write
+                body = await resp.read()
+                if header is None:
+                    revealed = revealed_model(body[:_SCAN_BYTES])
+                await send(start)
+                await send({"type": "http.response.body", "body": body})
+                return resp.status, revealed
+            await send(start)
             prefix = b""
             async for chunk in resp.content.iter_any():
                 if header is None and revealed is None and len(prefix) < _SCAN_BYTES:
