@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -227,3 +228,39 @@ def serve(behaviour: Behaviour | None = None) -> Iterator[Fake]:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=5)
         loop.close()
+
+
+def _behaviour(text: str) -> Behaviour:
+    """``accuracy:0.9,offset:5`` or ``judge:fair`` to a Behaviour."""
+    fields: dict[str, Any] = {}
+    for part in filter(None, text.split(",")):
+        key, _, value = part.partition(":")
+        default = getattr(Behaviour(), key)
+        fields[key] = value if default is None else type(default)(value)
+    return Behaviour(**fields)
+
+
+def main(argv: list[str]) -> None:
+    """Serve fakes on loopback until interrupted: ``PORT=accuracy:0.9 PORT=judge:fair ...``."""
+    loop = asyncio.new_event_loop()
+    runners = []
+    for arg in argv:
+        port, _, spec = arg.partition("=")
+        fake = Fake(url=f"http://127.0.0.1:{port}", behaviour=_behaviour(spec))
+        runner = web.AppRunner(_app(fake), access_log=None)
+        loop.run_until_complete(runner.setup())
+        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", int(port)).start())
+        runners.append(runner)
+        sys.stdout.write(f"serving {fake.url} {spec or 'healthy'}\n")
+        sys.stdout.flush()
+    try:
+        loop.run_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for runner in runners:
+            loop.run_until_complete(runner.cleanup())
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -294,20 +294,24 @@ def summary(report: RunReport, paths: list[Path]) -> str:
     many = len(report.targets) > 1 or report.baseline is not None
     for t in report.targets:
         if many:
-            lines.append(f"target     {t.name} ({t.model}): {t.verdict}, rank {t.rank}")
+            cost = t.figures.get("costUsd")
+            lines.append(
+                f"target     {t.name} ({t.model}): {t.verdict}, rank {t.rank}"
+                + (f", estimated cost ${cost:.6f}" if cost is not None else "")
+            )
         for r in t.suites:
             key = {k: round(v, 3) for k, v in r.figures.items() if k in _SHOWN}
             line = f"{r.suite:10} {r.verdict:7} {json.dumps(key)}"
             if r.decision:
                 line += f"\n           decision: {r.decision}"
-            lines.append(line + (f"\n           {r.reason}" if r.reason else ""))
+            lines.append(line + (f"\n           {_flat(r.reason, 300)}" if r.reason else ""))
     if many:
         lines.append(f"winner     {report.winner or 'none'}")
     if report.review_open:
         lines.append(f"review     {report.review_open} item(s) open: dayzero gauntlet review list")
     lines.append(f"verdict    {report.verdict} (exit {report.exit_code})")
     if report.reason:
-        lines.append(f"           {report.reason}")
+        lines.append(f"           {_flat(report.reason, 300)}")
     lines.append("reports    " + " ".join(str(p) for p in paths))
     return "\n".join(lines) + "\n"
 

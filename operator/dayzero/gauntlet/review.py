@@ -114,8 +114,10 @@ def record(out: Path, ident: str, verdict: str, by: str, note: str | None = None
     items, _ = read(out)
     item = items.get(ident)
     if item is None:
-        known = ", ".join(sorted(items)) or "none"
-        raise ReviewError(f"ITEM: no review item {ident!r} in {out / FILE} (items: {known})")
+        raise ReviewError(
+            f"ITEM: no review item {ident!r} in {out / FILE} ({len(items)} items; "
+            f"`dayzero gauntlet review list --all --out {out}` shows them)"
+        )
     allowed = VERDICTS[item.kind]
     if verdict not in allowed:
         raise ReviewError(
