@@ -5,6 +5,7 @@ garbage, or order-dependent)."""
 from __future__ import annotations
 
 import json
+import socket
 import xml.etree.ElementTree as ET
 from contextlib import ExitStack
 from pathlib import Path
@@ -235,3 +236,25 @@ def test_a_judge_of_a_candidates_family_is_refused(tmp_path, judge, message, cap
     }))  # fmt: skip
     assert main(["gauntlet", "run", "--spec", str(spec), "--out", str(tmp_path)]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_an_unreachable_baseline_cannot_flatter_the_candidate(tmp_path, dataset, capsys):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"  # bound, not listening
+        with serve(Behaviour(accuracy=0.4)) as fake:
+            spec = tmp_path / "spec.yaml"
+            spec.write_text(yaml.safe_dump({
+                "targets": [target("a", fake.url, "qwen-a")],
+                "baseline": target("base", closed, "llama-base"),
+            }))  # fmt: skip
+            argv = ["gauntlet", "run", "--spec", str(spec), "--dataset", str(dataset),
+                    "--suites", "quality,diff", "--out", str(tmp_path / "out"),
+                    "--timeout", "2"]  # fmt: skip
+            code = main(argv)
+    assert code == 3
+    report = RunReport.model_validate_json((tmp_path / "out" / "results.json").read_text())
+    d = report.targets[0].suite("diff")
+    assert d.verdict == "Error"
+    assert "the baseline could not run: the endpoint never answered" in (d.reason or "")
+    assert report.winner is None

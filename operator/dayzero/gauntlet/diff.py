@@ -102,12 +102,15 @@ def decide(
 ) -> SuiteReport:
     """The diff's verdict from both targets' items (also after a human decided some)."""
     mine, theirs = _items(target, "quality"), _items(base, "quality")
-    names = [n for n in mine if n in theirs]
+    # A request the baseline failed says nothing about quality; counted as 0 it would flatter
+    # the candidate, so that pair is left out (and counted).
+    names = [n for n in mine if n in theirs and theirs[n].status == 200]
     if not names:
         return SuiteReport(
             suite="diff",
             verdict="Error",
-            reason=f"no quality items to pair with baseline {base.name}",
+            reason=f"no quality items to pair with baseline {base.name}"
+            + (f" (the baseline could not run: {base.reason})" if base.exit_code == 3 else ""),
             items=pairwise,
         )
     margin = spec.gates.non_inferiority_margin
@@ -126,6 +129,7 @@ def decide(
     decision = non_inferiority(low, high, margin)
     figures = {
         "pairs": float(n),
+        "baselineFailedRequests": float(sum(theirs[x].status != 200 for x in mine if x in theirs)),
         "candidateMean": statistics.fmean(mine[x].value for x in names),
         "baselineMean": statistics.fmean(theirs[x].value for x in names),
         "meanDifference": mean,
