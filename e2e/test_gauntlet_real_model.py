@@ -55,3 +55,53 @@ def test_sanity_and_latency_pass_on_the_real_model(model, tmp_path, capsys):
     assert results["provenance"]["engine"] == "transformers serve (CPU)"
     assert (out / "junit.xml").is_file()
     assert "<svg" in (out / "report.html").read_text()
+
+
+CAPITALS = (("France", "Paris"), ("Italy", "Rome"), ("Spain", "Madrid"), ("Germany", "Berlin"))
+
+
+@pytest.mark.timeout(MODEL_START_S + RUN_S + 30)
+def test_a_diff_of_the_real_model_against_itself_is_not_separated(model, tmp_path, capsys):
+    """The rotation runbook's diff, cheaply: the same model as candidate and baseline on a
+    4-item dataset (8 generations of <=16 tokens). Equal models must not be told apart."""
+    data = tmp_path / "capitals.jsonl"
+    data.write_text("".join(
+        json.dumps({"id": c.lower(), "prompt": f"What is the capital of {c}?",
+                    "scorer": "contains", "expected": city, "max_tokens": 16}) + "\n"
+        for c, city in CAPITALS
+    ))  # fmt: skip
+    served = str(model_dir())
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({
+        "targets": [{"name": "smollm2-new", "endpoint": model.url, "model": served}],
+        "baseline": {"name": "smollm2-old", "endpoint": model.url, "model": served},
+    }))  # fmt: skip
+    out = tmp_path / "report"
+    cmd = [str(real.DAYZERO), "gauntlet", "run", "--spec", str(spec), "--dataset", str(data)]
+    cmd += ["--suites", "quality,diff", "--concurrency", "2", "--out", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_S, check=False)
+    assert (out / "results.json").is_file(), f"exit {done.returncode}: {done.stdout}{done.stderr}"
+    results = json.loads((out / "results.json").read_text())
+    target = results["targets"][0]
+    diff = next(r for r in target["suites"] if r["suite"] == "diff")
+    fig = diff["figures"]
+    answers = [
+        f"{i['name']}: {i['answer']!r}"
+        for r in (*target["suites"], *results["baseline"]["suites"])
+        if r["suite"] == "quality"
+        for i in r["items"]
+    ]
+    real.report(
+        capsys,
+        f"gauntlet diff: exit {done.returncode}, {results['duration_seconds']:.1f}s, "
+        f"decision {diff['decision']}, candidate {fig['candidateMean']:.2f} vs baseline "
+        f"{fig['baselineMean']:.2f}, CI [{fig['differenceLower95']:+.2f}, "
+        f"{fig['differenceUpper95']:+.2f}], McNemar p={fig['mcnemarP']:.3g}, "
+        f"MDE {fig['minDetectableEffect']:.2f}, paired latency "
+        f"{fig['latencyMeanDifferenceSeconds']:+.2f}s",
+        *answers,
+    )
+    assert fig["pairs"] == len(CAPITALS)
+    assert fig["mcnemarP"] > 0.05  # not separated
+    assert diff["decision"] != "inferior"
+    assert target["family"] == "smollm"
