@@ -10,9 +10,11 @@ pass-through). It measures, in one run and on the same mock upstream (the "legac
   request forwarded unchanged, the agreement recorded);
 * LiteLLM pass-through, when ``setup_competitors.py`` installed it (``--no-litellm`` skips it).
 
-The two dayzero lanes are served by one gateway process and measured in alternating blocks of
-sequential requests, so drift on a shared machine lands on both alike. Layout as run.py: the
-gateway on core 0, the mock and this client on core 1. Everything it dials is on 127.0.0.1.
+The two dayzero lanes are served by one gateway process and measured interleaved, one request
+each in turn, so whatever else a shared machine does lands on every target alike. The gateway's
+own CPU time per request of each lane is measured too (from /proc), which load on the other
+core barely moves. Layout as run.py: the gateway on core 0, the mock and this client on core 1.
+Everything it dials is on 127.0.0.1.
 
     .venv/bin/python bench/gateway/shadow.py            # 4,000 requests a dayzero lane
     .venv/bin/python bench/gateway/shadow.py --smoke    # a few hundred, no LiteLLM, < 20 s
@@ -30,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import run as base
-from client import LoadResult, closed_loop
+from client import Client, LoadResult, closed_loop
 
 Json = dict[str, Any]
 GOAL_SHADOW_ADDED_P99_MS = 0.2
@@ -85,20 +87,32 @@ def _figures(result: LoadResult) -> Json:
     }
 
 
-def _alternating(targets: list[base.Target], count: int, block: int) -> dict[str, LoadResult]:
-    """``count`` sequential requests a target, in alternating blocks of ``block``."""
-    results = {t.name: LoadResult() for t in targets}
-    done = 0
-    while done < count:
-        n = min(block, count - done)
-        for target in targets:
-            part = _sequential(target, n, 60.0)
-            whole = results[target.name]
-            whole.latencies_s += part.latencies_s
-            for kind, k in part.errors.items():
-                whole.errors[kind] = whole.errors.get(kind, 0) + k
-        done += n
-    return results
+def _interleaved(targets: list[base.Target], count: int) -> dict[str, LoadResult]:
+    """``count`` sequential requests a target, one each in turn (A, B, C, A, B, C, ...), each
+    target on its own keep-alive connection: whatever else the machine does lands on every
+    target alike, which blocks of requests do not give on a busy 2-core machine."""
+
+    async def go() -> dict[str, LoadResult]:
+        clients = [(t.name, Client(t.request(stream=False))) for t in targets]
+        results = {t.name: LoadResult() for t in targets}
+        try:
+            for _ in range(count):
+                for name, client in clients:
+                    try:
+                        timing = await client.send(10.0)
+                    except (TimeoutError, OSError) as e:
+                        results[name].fail(type(e).__name__)
+                        continue
+                    if timing.status != 200:
+                        results[name].fail(f"status {timing.status}")
+                        continue
+                    results[name].latencies_s.append(timing.total_s)
+        finally:
+            for _, client in clients:
+                client.close()
+        return results
+
+    return base.run_async(go())
 
 
 def _agreement(target: base.Target) -> Json:
@@ -120,7 +134,6 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one run, read
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="few requests, no LiteLLM")
     parser.add_argument("--requests", type=int, default=4000, help="per dayzero lane")
-    parser.add_argument("--block", type=int, default=250, help="requests per alternating block")
     parser.add_argument("--no-litellm", action="store_true")
     parser.add_argument("--gateway-core", type=int, default=0)
     parser.add_argument("--client-core", type=int, default=1)
@@ -154,11 +167,16 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one run, read
             base.wait_ready(shadow, 10)
             for target in (direct, plain, shadow):  # warm every path
                 _sequential(target, 200, 10)
-            base.log(f"measuring {count} sequential requests a target, blocks of {args.block}")
-            measured = _alternating([direct, plain, shadow], count, args.block)
+            base.log(f"measuring {count} sequential requests a target, interleaved")
+            measured = _interleaved([direct, plain, shadow], count)
             for name, result in measured.items():
                 results["targets"][name] = _figures(result)
             results["targets"]["dayzero shadow"]["decisions"] = _agreement(shadow)
+            for target in (plain, shadow):
+                before = plain.child.cpu_s()
+                done = _sequential(target, count, 120)
+                cpu_us = (plain.child.cpu_s() - before) / max(1, len(done.latencies_s)) * 1e6
+                results["targets"][target.name]["gateway_cpu_us_per_request"] = round(cpu_us, 1)
             plain.child.stop()
             children.remove(plain.child)
             if not args.smoke and not args.no_litellm:
@@ -181,6 +199,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one run, read
     t = results["targets"]
     added = round(t["dayzero shadow"]["p99_ms"] - t["dayzero pass-through"]["p99_ms"], 3)
     results["shadow_added_p99_ms"] = added
+    cpu = {
+        n: t[n]["gateway_cpu_us_per_request"] for n in ("dayzero pass-through", "dayzero shadow")
+    }
+    results["shadow_added_cpu_us"] = round(cpu["dayzero shadow"] - cpu["dayzero pass-through"], 1)
     results["goal"] = {
         "shadow_added_p99_ms_at_most": GOAL_SHADOW_ADDED_P99_MS,
         "met": added <= GOAL_SHADOW_ADDED_P99_MS,
@@ -197,6 +219,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one run, read
         print(f"{name:<24}{f['ok']:>7}{f['p50_ms']:>9.3f}{f['p90_ms']:>9.3f}{f['p99_ms']:>9.3f}")
     verdict = "met" if results["goal"]["met"] else "NOT met"
     print(f"\nshadow adds {added:+.3f} ms p99 over the pass-through (goal <= 0.2 ms: {verdict})")
+    print(
+        f"gateway CPU per request: pass-through {cpu['dayzero pass-through']} us, "
+        f"shadow {cpu['dayzero shadow']} us"
+    )
     print(f"decisions recorded: {t['dayzero shadow']['decisions']}; figures in {out}")
     return 0
 

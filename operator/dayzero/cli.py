@@ -360,8 +360,28 @@ def _gateway(args: argparse.Namespace) -> int:
 
         redis = redis_client(args.redis_url)  # lazy: it connects on first use, in the loop
     try:
+        waker = _waker(args)
+    except ValueError as e:  # KubeError, or a non-loopback API server under --loopback-only
+        print(f"dayzero gateway: error: {e}", file=sys.stderr)
+        return 2
+    try:
         app = create_app(
-            args.config, url_map=url_map, loopback_only=args.loopback_only, redis=redis
+            args.config,
+            url_map=url_map,
+            loopback_only=args.loopback_only,
+            redis=redis,
+            replica=args.replica,
+            async_options={
+                "workers": args.async_workers,
+                "ttl_seconds": args.async_ttl_seconds,
+                "lease_seconds": args.async_lease_seconds,
+                "max_attempts": args.async_attempts,
+            },
+            poll_options={
+                "residency_seconds": args.residency_seconds,
+                "warm_seconds": args.warm_seconds,
+            },
+            waker=waker,
         )
     except ConfigError as e:
         print(f"dayzero gateway: error: {args.config}: {e}", file=sys.stderr)
@@ -408,7 +428,91 @@ def _add_gateway_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         "shadow decisions, async jobs (default $DAYZERO_REDIS_URL, which the chart sets; unset: "
         "in memory, for one replica)",
     )
+    _add_lane_mode_flags(p)
     p.set_defaults(handler=_gateway)
+
+
+def _waker(args: argparse.Namespace) -> Any:  # noqa: ANN401 - gateway.wake.Waker, imported late
+    """Wake-from-zero's Kubernetes access from --kubeconfig or --in-cluster (None: neither)."""
+    from .gateway.config import is_loopback  # noqa: PLC0415 - the gateway's own imports
+    from .gateway.wake import KubeError, Waker, from_kubeconfig, in_cluster  # noqa: PLC0415
+
+    if not (args.kubeconfig or args.in_cluster):
+        return None
+    try:
+        access = (
+            from_kubeconfig(args.kubeconfig, args.kube_api_server)
+            if args.kubeconfig
+            else in_cluster(args.kube_api_server)
+        )
+    except KubeError as e:
+        raise ValueError(str(e)) from None
+    if args.loopback_only and not is_loopback(access.server):
+        raise ValueError(
+            f"--kube-api-server: {access.server} is not loopback and --loopback-only is set"
+        )
+    return Waker(access, report_seconds=args.last_used_seconds)
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"want a number >= 0, got {text}")
+    return value
+
+
+def _add_lane_mode_flags(p: argparse.ArgumentParser) -> None:
+    """Async lanes, residency polling and keep-warm (docs/gateway.md)."""
+    p.add_argument(
+        "--replica",
+        default=os.environ.get("POD_NAME") or None,
+        help="this replica's name in shadow records and async job leases "
+        "(default $POD_NAME, else host-pid)",
+    )
+    p.add_argument("--async-workers", type=int, default=4, help="async jobs run at once")
+    p.add_argument(
+        "--async-ttl-seconds", type=_positive, default=3600.0, help="how long results are kept"
+    )
+    p.add_argument(
+        "--async-lease-seconds",
+        type=_positive,
+        default=30.0,
+        help="a job whose replica stops renewing its lease this long is run again elsewhere",
+    )
+    p.add_argument("--async-attempts", type=int, default=3, help="attempts of an async job")
+    p.add_argument(
+        "--residency-seconds",
+        type=_positive,
+        default=10.0,
+        help="poll each local host's loaded models this often (0: off)",
+    )
+    p.add_argument(
+        "--warm-seconds",
+        type=_positive,
+        default=60.0,
+        help="send keepWarm Ollama hosts their load request this often (0: off)",
+    )
+    kube = p.add_mutually_exclusive_group()
+    kube.add_argument(
+        "--kubeconfig",
+        help="wake-from-zero: report ModelDeployments' last use and wake them with this kubeconfig",
+    )
+    kube.add_argument(
+        "--in-cluster",
+        action="store_true",
+        help="wake-from-zero with the pod's ServiceAccount (the chart's gateway.wakeFromZero)",
+    )
+    p.add_argument(
+        "--kube-api-server",
+        metavar="URL",
+        help="override the API server URL of --kubeconfig / --in-cluster (e.g. a loopback tunnel)",
+    )
+    p.add_argument(
+        "--last-used-seconds",
+        type=_positive,
+        default=30.0,
+        help="write a ModelDeployment's status.lastUsedTime at most this often",
+    )
 
 
 # -- end of dayzero gateway ----------------------------------------------------------------------

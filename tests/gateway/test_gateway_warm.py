@@ -94,14 +94,16 @@ async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 1.0)
 
 def test_fake_speaks_ollama_load_and_unload(run: Run) -> None:
     async def scenario() -> None:
-        async with fakes(LoadingOllama()) as (fake,):
-            async with ollama.AsyncClient(host=fake.url) as client:
-                loaded = await client.generate(model="llama3.2:1b", keep_alive="5m")
-                assert loaded.done_reason == "load"
-                assert [m.model for m in (await client.ps()).models] == ["llama3.2:1b"]
-                unloaded = await client.generate(model="llama3.2:1b", keep_alive=0)
-                assert unloaded.done_reason == "unload"
-                assert (await client.ps()).models == []
+        async with (
+            fakes(LoadingOllama()) as (fake,),
+            ollama.AsyncClient(host=fake.url) as client,
+        ):
+            loaded = await client.generate(model="llama3.2:1b", keep_alive="5m")
+            assert loaded.done_reason == "load"
+            assert [m.model for m in (await client.ps()).models] == ["llama3.2:1b"]
+            unloaded = await client.generate(model="llama3.2:1b", keep_alive=0)
+            assert unloaded.done_reason == "unload"
+            assert (await client.ps()).models == []
 
     run(scenario())
 

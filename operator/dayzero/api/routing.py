@@ -72,6 +72,16 @@ class RoutingBackend(Model):
     """Keep the model loaded with a periodic minimal request."""
     paid: bool = False
     """A paid API: tried only when the lane's paidFallback is enabled, after every local backend."""
+    model_deployment: str | None = Field(
+        default=None,
+        max_length=317,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-.a-z0-9]*[a-z0-9])?$",
+    )
+    """namespace/name of the ModelDeployment behind this backend: the gateway reports its last
+    use there (status.lastUsedTime) and wakes it when it is scaled to zero."""
+    asleep: bool = False
+    """The ModelDeployment is scaled to zero: the gateway asks for a replica and waits up to the
+    lane's wakeTimeoutSeconds for it to be Ready, or passes the backend over at once."""
 
 
 class RoutingLane(Model):

@@ -102,7 +102,7 @@ def _targets(deps: RoutingDeps, mdeps: list[Manifest]) -> dict[str, dict[str, Ta
         except ValidationError:
             target = Target(name, available=False, reason="its spec is invalid")
         else:
-            target = target_of(mdep, name, deps.provider_urls)
+            target = target_of(mdep, name, deps.provider_urls, ns)
         out.setdefault(ns, {})[name] = target
     return out
 

@@ -80,6 +80,7 @@ from .translate import (
     ollama_ps,
     ollama_tags,
 )
+from .wake import Waker
 from .warm import KeepWarm, NotOllamaError
 
 if TYPE_CHECKING:
@@ -181,6 +182,7 @@ class Gateway:
         replica: str | None = None,
         async_options: Mapping[str, float] | None = None,
         poll_options: Mapping[str, float] | None = None,
+        waker: Waker | None = None,
     ) -> None:
         self.metrics = Metrics()
         self.redis = redis
@@ -193,6 +195,7 @@ class Gateway:
         polls = poll_options or {}
         self.residency = Residency(float(polls.get("residency_seconds", 0.0)))
         self.warm = KeepWarm(float(polls.get("warm_seconds", 0.0)))
+        self.waker = waker
         self.shared = SharedState(redis, clock=clock)
         self.breakers = self.shared.breakers
         self.paid = PaidTier(self.shared.ledger, self.metrics.registry)
@@ -227,6 +230,8 @@ class Gateway:
         self.watcher.start()
         self.shared.start()
         self.jobs.start()
+        if self.waker is not None:
+            await self.waker.start()
         self.residency.start(lambda: (self._state[0].doc, self._state[1]), self._circuit_open)
         self.warm.start(
             lambda: self._session,
@@ -241,6 +246,8 @@ class Gateway:
         await self.jobs.stop()
         await self.residency.stop()
         await self.warm.stop()
+        if self.waker is not None:
+            await self.waker.stop()
         await self.shadow.flush()
         await self.watcher.stop()
         await self.shared.stop()
@@ -366,6 +373,14 @@ class Gateway:
             backend["resident"] = held.wire() if held is not None else None
             warm = self.warm.state.get(backend["name"])
             backend["keepWarm"] = warm.wire() if warm is not None else None
+            ref = next(
+                (b.model_deployment for b in snapshot.doc.backends if b.name == backend["name"]),
+                None,
+            )
+            known = self.waker.deployments.get(ref) if self.waker and ref else None
+            backend["modelDeployment"] = ref
+            backend["asleep"] = snapshot.backend(backend["name"]).asleep
+            backend["wake"] = known.wire() if known is not None else None
         await _send_json(send, 200, body)
 
     async def _shadow_decisions(self, scope: Scope, send: Send) -> None:
@@ -681,6 +696,8 @@ class Gateway:
                 tried.add(spec.name, skip[0], f"{skip[0]}: {skip[1]}")
                 self.metrics.fallbacks.labels(lane.name, spec.name, skip[0]).inc()
                 continue
+            if spec.asleep and not await self._awake(lane, spec, tried):
+                continue
             backend = backends[spec.name]
             breaker = self.breakers.get(backend.host)
             if not breaker.allow(lane.circuit_breaker.open_seconds):
@@ -720,6 +737,8 @@ class Gateway:
                 stats.in_flight -= 1
             breaker.success()
             stats.last_ok = time.time()
+            if spec.model_deployment is not None and self.waker is not None:
+                self.waker.used(spec.model_deployment)
             if tried.reasons:
                 outcome.fallback_reason = tried.reasons[0]
             return reply, spec
@@ -868,6 +887,21 @@ class Gateway:
             await _send_json(send, 200, _found(found, job_id).wire())
         except GatewayError as e:
             await _send_error(send, e, outcome)
+
+    async def _awake(self, lane: RoutingLane, spec: RoutingBackend, tried: _Tried) -> bool:
+        """A backend scaled to zero: ask it to wake, then wait up to the lane's
+        wakeTimeoutSeconds for it to be Ready; False (passed over, no dial) otherwise."""
+        ref, wait = spec.model_deployment, lane.wake_timeout_seconds
+        if self.waker is None or ref is None:
+            why = "scaled to zero (the gateway has no Kubernetes access to wake it)"
+        else:
+            self.waker.wake(ref)
+            if wait and await self.waker.wait_ready(ref, wait):
+                return True
+            why = f"scaled to zero; waking {ref}" + (f", not Ready in {wait:g}s" if wait else "")
+        tried.add(spec.name, "asleep", f"asleep: {why}")
+        self.metrics.fallbacks.labels(lane.name, spec.name, "asleep").inc()
+        return False
 
     def _circuit_open(self, url: str) -> bool:
         return self.breakers.get(host_of(url)).state == "open"

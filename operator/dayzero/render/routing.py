@@ -31,6 +31,7 @@ from ..api.routing import (
 )
 from ..api.v1alpha1 import Lane, ModelDeployment
 from ..api.v1alpha1.lane import Backend, PromotionRecord, ResolvedBackend, RolloutStage
+from .modeldeployment import endpoint
 
 DATA_KEY = "routing.yaml"
 DEFAULT_PROVIDER_URLS = {
@@ -54,13 +55,37 @@ class Target:
     model: str | None = None
     paid: bool = False
     api_key_ref: ApiKeyRef | None = None
+    model_deployment: str | None = None
+    """namespace/name, for the gateway's last-use reports and wake-ups."""
+    asleep: bool = False
 
 
-def target_of(mdep: ModelDeployment, name: str, provider_urls: Mapping[str, str]) -> Target:
-    """A ModelDeployment as a routing target: routed to only while its Ready condition is True."""
+# Scaled to zero on purpose (idle, or replicas 0): the gateway may wake it. Suspended is not.
+ASLEEP_REASONS = ("IdleScaledToZero", "ScaledToZero")
+
+
+def target_of(
+    mdep: ModelDeployment,
+    name: str,
+    provider_urls: Mapping[str, str],
+    namespace: str | None = None,
+) -> Target:
+    """A ModelDeployment as a routing target: routed to only while its Ready condition is True,
+    or, when ``namespace`` is given and it is scaled to zero, as an asleep backend the gateway
+    wakes (at the leader Service URL it will have)."""
     status = mdep.status
     ready = next((c for c in (status.conditions if status else []) if c.type == "Ready"), None)
     provider = mdep.spec.source.provider
+    where = f"{namespace}/{name}" if namespace else None
+    if (
+        ready is not None
+        and ready.reason in ASLEEP_REASONS
+        and provider is None
+        and namespace is not None
+        and not mdep.spec.suspend
+    ):
+        url = endpoint(name, namespace)
+        return Target(name, True, model=name, url=url, model_deployment=where, asleep=True)
     if ready is None or ready.status != "True":
         why = f"not Ready ({ready.reason}: {ready.message})" if ready else "not Ready yet"
         return Target(name, available=False, reason=why)
@@ -78,7 +103,7 @@ def target_of(mdep: ModelDeployment, name: str, provider_urls: Mapping[str, str]
     if status is None or not status.endpoint:
         return Target(name, available=False, reason="Ready but no endpoint in status")
     # vLLM and transformers serve the model under the ModelDeployment's name.
-    return Target(name, available=True, url=status.endpoint, model=name)
+    return Target(name, available=True, url=status.endpoint, model=name, model_deployment=where)
 
 
 @dataclass
@@ -192,14 +217,17 @@ def _resolve_target(
         return ResolvedBackend(
             name=shown, kind="modelDeployment", available=False, reason=why
         ), None
+    asleep = "scaled to zero: the gateway wakes it on demand" if target.asleep else None
     return ResolvedBackend(
-        name=shown, kind="modelDeployment", endpoint=target.url, available=True
+        name=shown, kind="modelDeployment", endpoint=target.url, available=True, reason=asleep
     ), RoutingBackend(
         kind=target.kind,  # type: ignore[arg-type]
         url=target.url,
         model=target.model,
         paid=target.paid,
         api_key_ref=target.api_key_ref,
+        model_deployment=target.model_deployment,
+        asleep=target.asleep,
         **common,
     )
 
