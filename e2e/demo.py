@@ -4,7 +4,10 @@ It brings up (or reuses) the local control plane with fake H100 nodes, installs 
 starts a fake Hugging Face Hub on loopback and the operator against it, applies every example and
 shows the operator planning and serving them (405B on two fake 8xH100 nodes). Then the gateway
 serves the Lanes the operator rendered (the GPU pods' endpoints mapped to a fake engine on
-loopback), a model is promoted to `preview` and rolled back. Nothing leaves 127.0.0.0/8.
+loopback), a model is promoted to `preview` and rolled back. The story ends with a Gauntlet on the
+new deployment: the operator creates its evaluation Job, the demo runs that Job's command here as
+the Job's ServiceAccount (its endpoint mapped to the real small model), and the pass moves
+`preview` on the day-zero lane. Nothing leaves 127.0.0.0/8.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMESPACE = "dayzero-demo"
@@ -278,7 +282,10 @@ def start_hub_and_operator(env: dict[str, str]) -> str:
         f"--routing-base={routing_base()}",
         f"--gateway=http://127.0.0.1:{port}",
     ]
-    operator = [sys.executable, "-m", "dayzero.cli", "operator", *overrides, *routing]
+    # kwok would "complete" an evaluation pod without running anything; no node has this label,
+    # so Gauntlet Jobs wait, and the demo runs a Job's command itself (show_gauntlet_controller).
+    evaluation = [f"--gauntlet-node-selector={EVALUATION_POOL}"]
+    operator = [sys.executable, "-m", "dayzero.cli", "operator", *overrides, *routing, *evaluation]
     _spawn("operator", operator, env | {"HF_ENDPOINT": hub})
     return hub
 
@@ -445,6 +452,109 @@ def show_gauntlet(gateway: str) -> Path:
     print("\n".join(lines[-12:]))
     print(f"exit code {result.returncode} ({'pass' if result.returncode == 0 else 'not a pass'})")
     return out
+
+
+EVALUATION_POOL = "dayzero.dev/demo-evaluation-pool=none"
+
+
+def day_zero_gauntlet(new: str, model_id: str) -> str:
+    every = ("sanity", "compliance", "latency", "stability", "toolCalls", "quality", "diff")
+    suites: dict[str, object] = {s: {"enabled": False} for s in every}
+    suites["sanity"] = {"enabled": True}
+    suites["latency"] = {"enabled": True, "requests": 3, "warmup": 1, "maxTokens": 16}
+    return json.dumps(
+        {
+            "apiVersion": "dayzero.dev/v1alpha1",
+            "kind": "Gauntlet",
+            "metadata": {"name": "day-zero-gate"},
+            "spec": {
+                # Its endpoint is mapped to the real model below, which answers to its path.
+                "targets": [{"modelDeploymentRef": {"name": new}, "model": model_id}],
+                "suites": suites,
+                "gates": {"p95Seconds": 60, "maxSeconds": 120},
+                "concurrency": 1,
+                "force": True,  # a fresh run every demo, not last run's result
+                "promotion": {"lane": "day-zero", "tag": "preview"},
+            },
+        }
+    )
+
+
+def show_gauntlet_controller(env: dict[str, str], new: str, model_url: str, model_id: str) -> None:
+    """A Gauntlet on the new deployment: the operator makes the Job; its command runs here as the
+    Job's ServiceAccount, its endpoint mapped to the real model; a pass moves preview."""
+    run(
+        ["kubectl", "delete", "gauntlet", "day-zero-gate", "-n", NAMESPACE, "--ignore-not-found"],
+        env,
+    )
+    run(
+        ["kubectl", "apply", "-n", NAMESPACE, "-f", "-"],
+        env,
+        stdin=day_zero_gauntlet(new, model_id),
+    )
+    get = ["kubectl", "get", "gauntlet", "day-zero-gate", "-n", NAMESPACE, "-o", "json"]
+    deadline = time.monotonic() + 60
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline and not status.get("jobName"):
+        status = json.loads(run(get, env)).get("status", {})
+        time.sleep(0.5)
+    if not status.get("jobName"):
+        raise SystemExit(f"demo: no evaluation Job for the Gauntlet: {status}")
+    job = json.loads(
+        run(["kubectl", "get", "job", str(status["jobName"]), "-n", NAMESPACE, "-o", "json"], env)
+    )
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    print(f"Job {job['metadata']['name']}: {' '.join(container['command'])}")
+    print(f"  as ServiceAccount {pod['serviceAccountName']} (may patch only its result ConfigMap)")
+    spec_cm = next(v for v in pod["volumes"] if v["name"] == "spec")["configMap"]["name"]
+    here = STATE / "gauntlet-job"
+    here.mkdir(parents=True, exist_ok=True)
+    spec = json.loads(run(["kubectl", "get", "cm", spec_cm, "-n", NAMESPACE, "-o", "json"], env))
+    (here / "spec.yaml").write_text(spec["data"]["spec.yaml"])
+    token = run(
+        ["kubectl", "create", "token", pod["serviceAccountName"], "-n", NAMESPACE], env
+    ).strip()
+    admin = json.loads(run(["kubectl", "config", "view", "--raw", "-o", "json"], env))
+    cluster_entry = admin["clusters"][0]
+    kubeconfig = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [cluster_entry],
+        "users": [{"name": "job", "user": {"token": token}}],
+        "contexts": [{"name": "job", "context": {"cluster": cluster_entry["name"], "user": "job"}}],
+        "current-context": "job",
+    }
+    (here / "kubeconfig").write_text(json.dumps(kubeconfig))
+    argv = [sys.executable, "-m", "dayzero.cli", *container["command"][1:]]
+    argv[argv.index("--spec") + 1] = str(here / "spec.yaml")
+    argv[argv.index("--out") + 1] = str(here / "report")
+    endpoint = json.loads(run(["kubectl", "get", "mdep", new, "-n", NAMESPACE, "-o", "json"], env))[
+        "status"
+    ]["endpoint"]
+    argv += ["--url-map", f"{endpoint.removesuffix('/v1')}={model_url}"]
+    job_env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    job_env |= {"HOME": str(here), "PATH": os.environ["PATH"]}
+    job_env["KUBECONFIG"] = str(here / "kubeconfig")
+    done = subprocess.run(
+        argv, env=job_env, capture_output=True, text=True, timeout=600, cwd=ROOT, check=False
+    )
+    print("\n".join((done.stdout + done.stderr).strip().splitlines()[-6:]))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and status.get("promoted") is not True:
+        status = json.loads(run(get, env)).get("status", {})
+        if status.get("phase") in ("Failed",) or status.get("verdict") == "Fail":
+            break
+        time.sleep(0.5)
+    print(run(["kubectl", "get", "gauntlet", "day-zero-gate", "-n", NAMESPACE], env), end="")
+    for suite in status.get("suites", []):
+        figures = {k: round(v, 2) for k, v in suite["figures"].items() if k in DEMO_FIGURES}
+        print(f"  {suite['suite']}: {suite['verdict']} {figures}")
+    tags = "jsonpath=lane day-zero tags={.status.tags} promotions={.status.promotions}{'\\n'}"
+    print(run(["kubectl", "get", "lane", "day-zero", "-n", NAMESPACE, "-o", tags], env), end="")
+
+
+DEMO_FIGURES = {"passRate", "p50Seconds", "p95Seconds", "maxSeconds"}
 
 
 def show_openai_client(gateway: str) -> None:
@@ -674,6 +784,9 @@ def up() -> int:
     say("A chat request through the gateway with the official openai client")
     show_openai_client(gateway)
     show_promotion(env, gateway)
+
+    say("A Gauntlet gates the new model: the operator's Job runs here, a pass moves preview")
+    show_gauntlet_controller(env, new, model_url, model_id)
 
     show_bad_input(env)
 
