@@ -675,7 +675,10 @@ def _gauntlet_run(args: argparse.Namespace) -> int:
         code = run_gauntlet(args)
     sys.stderr.write(captured.getvalue())
     try:
-        write_result(namespace, name, _compact_result(Path(args.out), code, captured.getvalue()))
+        data = _compact_result(Path(args.out), code, captured.getvalue())
+        # $KUBECONFIG read now, not when the client was imported; a list falls back to the default.
+        config = os.environ.get("KUBECONFIG", "")
+        write_result(namespace, name, data, kubeconfig=config if os.pathsep not in config else None)
     except KubeError as exc:
         print(
             f"dayzero gauntlet run: error: --result-configmap {namespace}/{name}: {exc}",
