@@ -210,9 +210,9 @@ def test_url_map_points_in_cluster_urls_at_loopback(tmp_path, dataset):
         spec = tmp_path / "spec.yaml"
         spec.write_text(yaml.safe_dump({
             "targets": [target("a", "http://gateway.dayzero.svc:8080", "qwen-a")],
-            "suites": {"sanity": {"enabled": True}},
         }))  # fmt: skip
         argv = ["gauntlet", "run", "--spec", str(spec), "--out", str(tmp_path / "out"),
+                "--suites", "toolCalls",
                 "--url-map", f"http://gateway.dayzero.svc:8080={fake.url}"]  # fmt: skip
         assert main(argv) == 0
     report = RunReport.model_validate_json((tmp_path / "out" / "results.json").read_text())
@@ -258,3 +258,25 @@ def test_an_unreachable_baseline_cannot_flatter_the_candidate(tmp_path, dataset,
     assert d.verdict == "Error"
     assert "the baseline could not run: the endpoint never answered" in (d.reason or "")
     assert report.winner is None
+
+
+def test_a_bakeoff_target_that_never_answers_stays_error_and_another_wins(tmp_path, dataset):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"  # bound, not listening
+        with serve(Behaviour(accuracy=0.9)) as good, serve(Behaviour(accuracy=0.9)) as base:
+            spec = tmp_path / "spec.yaml"
+            spec.write_text(yaml.safe_dump({
+                "targets": [target("down", closed, "qwen-down"), target("up", good.url, "qwen-up")],
+                "baseline": target("base", base.url, "llama-base"),
+            }))  # fmt: skip
+            argv = ["gauntlet", "run", "--spec", str(spec), "--dataset", str(dataset),
+                    "--suites", "quality,diff", "--out", str(tmp_path / "out"),
+                    "--timeout", "2"]  # fmt: skip
+            code = main(argv)
+    assert code == 0
+    report = RunReport.model_validate_json((tmp_path / "out" / "results.json").read_text())
+    down = report.target("down")
+    assert (down.verdict, down.exit_code, down.rank) == ("Error", 3, 2)
+    assert "the endpoint never answered" in (down.reason or "")
+    assert report.winner == "up"

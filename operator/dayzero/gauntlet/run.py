@@ -172,7 +172,11 @@ async def _run_target(
         verdict="Error",
         exit_code=EXIT_UNRUNNABLE,
         provenance=own.provenance,
-        figures={"requests": float(len(outcomes)), **usage(outcomes, spec, target.model)},
+        figures={
+            "requests": float(len(outcomes)),
+            "answered": float(sum(o.status != 0 for o in outcomes)),
+            **usage(outcomes, spec, target.model),
+        },
         suites=results,
     )
     _decide_target(report, spec)
@@ -197,6 +201,8 @@ def usage(outcomes: list[Outcome], spec: RunSpec, model: str) -> dict[str, float
 
 def _decide_target(report: TargetReport, spec: RunSpec) -> None:
     """The target's verdict from its suites, then the overall pass-rate gate."""
+    if report.figures.get("requests") and not report.figures.get("answered"):
+        return  # never answered: it stays Error, whatever its suites say
     verdict, reason, code = _decide(report.suites)
     # The overall gate counts pass/fail checks; quality is scored against its own minScore and
     # latency and stability judge distributions, not items.
