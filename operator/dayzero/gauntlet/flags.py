@@ -15,7 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--suites",
         help=f"comma-separated suites to run (default: {','.join(IMPLEMENTED)}, quality only "
-        "with --dataset); "
+        "with --dataset, diff only with --dataset and a baseline in --spec); "
         "API names, e.g. sanity,latency,toolCalls,stability",
     )
     p.add_argument("--concurrency", type=int, help="requests in flight (default 4)")
