@@ -29,7 +29,7 @@ from gateway_fakes import (
 )
 
 from dayzero.gateway.config import ConfigError, load_text
-from dayzero.gateway.shadow import Decision, agreement, legacy_target, revealed_model
+from dayzero.gateway.shadow import Decision, agreement, decide, legacy_target, revealed_model
 from redis_server import RedisServer
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
@@ -247,3 +247,15 @@ def test_shadow_agreement_shared_by_two_gateways_in_redis(
             await two.aclose()
 
     run(scenario(redis_server.url))
+
+
+def test_decision_passes_over_an_asleep_backend_unless_the_lane_waits() -> None:
+    doc = shadow_doc("http://127.0.0.1:9", "http://127.0.0.1:8", "http://127.0.0.1:7")
+    doc["backends"][0] |= {"modelDeployment": "team/a", "asleep": True}
+    snapshot = load_text(yaml.safe_dump(doc))
+    lane = snapshot.doc.lanes[0]
+    order = tuple(lane.backends)
+    d = decide(snapshot, lane, order, "chat", lambda _: False)
+    assert (d.backend, d.model, d.why_not) == ("b", "llama-b", ("a: asleep",))
+    waits = lane.model_copy(update={"wake_timeout_seconds": 60})
+    assert decide(snapshot, waits, order, "chat", lambda _: False).backend == "a"

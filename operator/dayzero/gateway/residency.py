@@ -107,7 +107,9 @@ class Residency:
         specs = [
             b
             for b in doc.backends
-            if b.kind in ("openai", "ollama") and not b.paid and b.name in backends
+            if b.kind in ("openai", "ollama")
+            and not (b.paid or b.asleep)  # an asleep deployment has nothing to ask yet
+            and b.name in backends
         ]
         due = [b for b in specs if not circuit_open(b.url)]
         answers = await asyncio.gather(

@@ -119,6 +119,8 @@ def _passed_over(
         return "unusable"
     if circuit_open(spec.url):
         return "circuit_open"
+    if spec.asleep and not lane.wake_timeout_seconds:
+        return "asleep"  # the sync path would wake it but answer from the next backend
     return None
 
 
