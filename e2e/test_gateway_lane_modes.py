@@ -27,10 +27,7 @@ import pytest
 import yaml
 
 from fakes.engine import FakeEngine
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the redis-server helper the unit tests use
-from redis_server import RedisServer, free_port, running_redis  # noqa: E402
+from gateway_fleet import Fleet, RedisServer, free_port, running_redis
 
 DAYZERO = Path(sys.executable).parent / "dayzero"
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
@@ -133,17 +130,17 @@ def wait_for(what: str, check: Callable[[], object], timeout: float) -> Any:
 
 
 @contextmanager
-def fleet(
-    doc: dict[str, Any], redis: RedisServer, tmp: Path, names: list[str]
-) -> Iterator[list[GatewayProcess]]:
+def one_gateway(
+    doc: dict[str, Any], redis: RedisServer, tmp: Path, name: str
+) -> Iterator[GatewayProcess]:
+    """One gateway this test may SIGKILL and restart (the fleet helper only stops them all)."""
     config = tmp / "routing.yaml"
     config.write_text(yaml.safe_dump(doc))
-    gateways = [GatewayProcess(config, redis, name, tmp) for name in names]
+    gateway = GatewayProcess(config, redis, name, tmp)
     try:
-        yield [g.start() for g in gateways]
+        yield gateway.start()
     finally:
-        for g in gateways:
-            g.stop()
+        gateway.stop()
 
 
 def document(backends: list[dict[str, Any]], lanes: list[dict[str, Any]]) -> dict[str, Any]:
@@ -166,7 +163,7 @@ def test_async_job_survives_a_killed_gateway(tmp_path: Path) -> None:
         [{"name": "deep", "model": "deep", "mode": "async", "backends": ["stalls", "fast"]}],
     )
     try:
-        with running_redis() as redis, fleet(doc, redis, tmp_path, ["gw-a"]) as (gw_a,):
+        with running_redis() as redis, one_gateway(doc, redis, tmp_path, "gw-a") as gw_a:
             sync = httpx.post(gw_a.url + "/v1/chat/completions", json={**CHAT, "model": "deep"})
             assert sync.status_code == 409
             assert "/v1/async/chat/completions" in sync.json()["error"]["message"]
@@ -197,8 +194,8 @@ def test_async_job_survives_a_killed_gateway(tmp_path: Path) -> None:
                 )
                 assert stalling.calls == 1  # the retry started at the next backend
                 (tmp_path / "b").mkdir()
-                with fleet(doc, redis, tmp_path / "b", ["gw-b"]) as (gw_b,):
-                    other = httpx.get(f"{gw_b.url}/v1/async/{job}").json()
+                with Fleet(doc, tmp_path / "b", redis_url=redis.url, replicas=1) as other_replica:
+                    _, _, other = other_replica.get(0, f"/v1/async/{job}")
                     assert other["status"] == "succeeded"
                     assert other["result"] == done["result"]
             finally:
@@ -227,36 +224,46 @@ def test_shadow_agreement_counted_by_three_gateways(tmp_path: Path) -> None:
         ],
     )
     try:
-        with running_redis() as redis, fleet(doc, redis, tmp_path, ["gw-1", "gw-2", "gw-3"]) as gws:
+        with (
+            running_redis() as redis,
+            Fleet(doc, tmp_path, redis_url=redis.url, extra_args=["--replica", "gw-{i}"]) as fleet,
+        ):
             # The legacy path echoes the model it was asked for: llama-a agrees with the
             # decision (backend a, model llama-a); llama-b does not.
-            for i in range(30):
-                model = "llama-a" if i % 3 else "llama-b"
-                r = httpx.post(
-                    gws[i % 3].url + "/v1/chat/completions", json={**CHAT, "model": model}
-                )
-                assert r.status_code == 200
-                assert r.json()["choices"][0]["message"]["content"] == "hello from legacy"
+            replies = fleet.post_many(
+                [
+                    (
+                        i % 3,
+                        "/v1/chat/completions",
+                        {**CHAT, "model": "llama-a" if i % 3 else "llama-b"},
+                        None,
+                    )
+                    for i in range(30)
+                ]
+            )
+            for status, _, body in replies:
+                assert status == 200
+                assert body["choices"][0]["message"]["content"] == "hello from legacy"
             assert legacy.calls == 30
             assert a.calls == 0
             assert b.calls == 0
-            for gw in gws:
-                status = httpx.get(gw.url + "/v1/models/status").json()
-                shadow = status["lanes"][0]["shadow"]
+            for i in range(3):
+                _, _, status_body = fleet.get(i, "/v1/models/status")
+                shadow = status_body["lanes"][0]["shadow"]
                 assert shadow["decisions"] == 30
                 assert shadow["agree"] == 20
                 assert shadow["disagree"] == 10
                 assert shadow["agreementRate"] == pytest.approx(20 / 30, abs=1e-4)
-            recent = httpx.get(gws[0].url + "/v1/shadow/decisions").json()["decisions"]
-            assert {d["replica"] for d in recent} == {"gw-1", "gw-2", "gw-3"}
-            metrics = httpx.get(gws[1].url + "/metrics").text
+            _, _, recent = fleet.get(0, "/v1/shadow/decisions")
+            assert {d["replica"] for d in recent["decisions"]} == {"gw-0", "gw-1", "gw-2"}
+            _, _, metrics = fleet.get(1, "/metrics")
             assert (
                 'dayzero_gateway_shadow_decisions_total{agreement="agree",lane="chat"}' in metrics
             )
             log = json.loads(
                 next(
                     line
-                    for line in (tmp_path / "gw-1.log").read_text().splitlines()
+                    for line in (tmp_path / "gateway-0.log").read_text().splitlines()
                     if '"shadow"' in line
                 )
             )
