@@ -19,7 +19,8 @@ import yaml
 from aiohttp import web
 from gateway_fakes import CHAT, document, serve, upstreams
 
-from dayzero.gateway.wake import KubeError, Waker, from_kubeconfig
+from dayzero.cli import main
+from dayzero.gateway.wake import KubeError, Waker, from_kubeconfig, in_cluster
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 SA_TOKEN = "sa-token"  # noqa: S105 - the fake API server's own bearer token
@@ -271,3 +272,31 @@ def test_kubeconfig_errors_name_the_flag(tmp_path: Path) -> None:
     access = from_kubeconfig(kubeconfig(tmp_path, "x"))
     assert access.server == "https://10.0.0.1:6443"
     assert access.token == SA_TOKEN
+
+
+def test_in_cluster_reads_the_service_account(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "token").write_text(SA_TOKEN + "\n")
+    (tmp_path / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\n")
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    access = in_cluster(sa_dir=tmp_path)
+    assert access.server == "https://10.96.0.1:443"
+    assert access.token == SA_TOKEN
+    assert in_cluster("http://127.0.0.1:8001", sa_dir=tmp_path).server == "http://127.0.0.1:8001"
+    with pytest.raises(KubeError, match="--in-cluster: cannot read the ServiceAccount"):
+        in_cluster(sa_dir=tmp_path / "none")
+
+
+def test_gateway_flags_refuse_bad_kubernetes_access(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "routing.yaml"
+    config.write_text(yaml.safe_dump(document([{"name": "b", "url": "http://127.0.0.1:9"}])))
+    argv = ["gateway", "--config", str(config), "--port", "1"]
+    assert main([*argv, "--kubeconfig", str(tmp_path / "missing")]) == 2
+    assert "--kubeconfig: cannot read" in capsys.readouterr().err
+    kc = str(kubeconfig(tmp_path, "x"))  # its server is https://10.0.0.1:6443
+    assert main([*argv, "--kubeconfig", kc, "--loopback-only"]) == 2
+    assert "--kube-api-server: https://10.0.0.1:6443 is not loopback" in capsys.readouterr().err
