@@ -20,12 +20,21 @@ from dayzero.cli import main
 from dayzero.gauntlet.results import RunReport
 
 ITEMS = 20
+SMALL = 10
 
 
 @pytest.fixture
 def dataset(tmp_path: Path) -> Path:
     path = tmp_path / "arithmetic.jsonl"
     path.write_text("".join(json.dumps(arithmetic(n)) + "\n" for n in range(ITEMS)))
+    return path
+
+
+@pytest.fixture
+def small_dataset(tmp_path: Path) -> Path:
+    """Ten items: enough to rank a 40% and a 90% model, at half the requests."""
+    path = tmp_path / "arithmetic-10.jsonl"
+    path.write_text("".join(json.dumps(arithmetic(n)) + "\n" for n in range(SMALL)))
     return path
 
 
@@ -129,11 +138,11 @@ def test_identical_models_are_non_inferior(tmp_path, dataset):
     assert code == 0
 
 
-def test_the_fair_judge_counts_wins_only_when_both_orders_agree(tmp_path, dataset):
-    code, report, out = gauntlet(tmp_path, dataset, [Behaviour(accuracy=0.9)],
+def test_the_fair_judge_counts_wins_only_when_both_orders_agree(tmp_path, small_dataset):
+    code, report, out = gauntlet(tmp_path, small_dataset, [Behaviour(accuracy=0.9)],
                                  Behaviour(accuracy=0.4), judge="fair")  # fmt: skip
     d = report.targets[0].suite("diff")
-    assert (d.figures["judgeWins"], d.figures["judgeLosses"], d.figures["judgeTies"]) == (10, 0, 10)
+    assert (d.figures["judgeWins"], d.figures["judgeLosses"], d.figures["judgeTies"]) == (5, 0, 5)
     assert d.figures["judgeReview"] == 0
     assert not (Path(out) / "review.jsonl").exists()
     assert report.judge is not None
@@ -141,37 +150,37 @@ def test_the_fair_judge_counts_wins_only_when_both_orders_agree(tmp_path, datase
     assert code == 0
 
 
-def test_an_order_dependent_judge_flips_into_ties_and_the_review_queue(tmp_path, dataset):
-    _, report, out = gauntlet(tmp_path, dataset, [Behaviour(accuracy=0.9)],
+def test_an_order_dependent_judge_flips_into_ties_and_the_review_queue(tmp_path, small_dataset):
+    _, report, out = gauntlet(tmp_path, small_dataset, [Behaviour(accuracy=0.9)],
                               Behaviour(accuracy=0.4), judge="first")  # fmt: skip
     d = report.targets[0].suite("diff")
-    assert d.figures["judgeTies"] == ITEMS
+    assert d.figures["judgeTies"] == SMALL
     assert d.figures["judgeWins"] == 0
     lines = [json.loads(x) for x in (Path(out) / "review.jsonl").read_text().splitlines()]
-    assert len(lines) == ITEMS
+    assert len(lines) == SMALL
     assert {x["why"] for x in lines} == {"flip"}
     assert {x["kind"] for x in lines} == {"pairwise"}
     first = lines[0]
     assert set(first["answers"]) == {"candidate", "baseline"}
     assert len(first["judge"]) == 2
     assert first["prompt"].startswith("Q")
-    assert report.review_open == ITEMS
+    assert report.review_open == SMALL
 
 
-def test_a_garbage_judge_abstains_into_the_review_queue(tmp_path, dataset):
-    _, report, out = gauntlet(tmp_path, dataset, [Behaviour(accuracy=0.9)],
+def test_a_garbage_judge_abstains_into_the_review_queue(tmp_path, small_dataset):
+    _, report, out = gauntlet(tmp_path, small_dataset, [Behaviour(accuracy=0.9)],
                               Behaviour(accuracy=0.4), judge="garbage")  # fmt: skip
     d = report.targets[0].suite("diff")
-    assert d.figures["judgeTies"] == ITEMS
+    assert d.figures["judgeTies"] == SMALL
     whys = {json.loads(x)["why"] for x in (Path(out) / "review.jsonl").read_text().splitlines()}
     assert whys == {"abstain"}
     # The judge does not decide the non-inferiority test: the scorer's items do.
     assert d.decision == "better"
 
 
-def test_a_bakeoff_ranks_the_targets_and_every_report_covers_them(tmp_path, dataset):
+def test_a_bakeoff_ranks_the_targets_and_every_report_covers_them(tmp_path, small_dataset):
     code, report, out = gauntlet(
-        tmp_path, dataset, [Behaviour(accuracy=0.4), Behaviour(accuracy=0.9)],
+        tmp_path, small_dataset, [Behaviour(accuracy=0.4), Behaviour(accuracy=0.9)],
         Behaviour(accuracy=0.9), suites="quality,toolCalls,diff",
     )  # fmt: skip
     assert code == 0
