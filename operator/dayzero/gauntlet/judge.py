@@ -22,6 +22,7 @@ from .spec import JudgeTarget
 
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 _KEYS = {"verdict", "score", "reason"}
+_HEADING = re.compile(r"^###", re.MULTILINE)
 
 SYSTEM = (
     "You are a strict, impartial evaluator. Read the task and reply with exactly one JSON object "
@@ -111,8 +112,10 @@ def _problem(doc: object, allowed: tuple[str, ...]) -> str | None:
 
 
 def _sections(task: str, **parts: str) -> str:
+    # An answer cannot open a section of its own: a heading inside it is indented.
     body = "".join(
-        f"### {name.replace('_', ' ').upper()}\n{text}\n\n" for name, text in parts.items()
+        f"### {name.replace('_', ' ').upper()}\n{_HEADING.sub(' ###', text)}\n\n"
+        for name, text in parts.items()
     )
     return f"### TASK\n{task}\n\n{body}Reply with the JSON object only."
 
