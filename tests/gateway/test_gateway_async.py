@@ -233,3 +233,28 @@ def test_async_work_survives_the_replica_that_took_it(
             await two.aclose()
 
     run(scenario())
+
+
+def test_async_answers_503_while_redis_is_down(
+    tmp_path: Path, run: Run, redis_server: RedisServer
+) -> None:
+    async def scenario() -> None:
+        client = aioredis.Redis.from_url(
+            redis_server.url, socket_timeout=0.25, socket_connect_timeout=0.25
+        )
+        try:
+            async with (
+                upstreams("ok") as (up,),
+                serve(async_doc(up.url), tmp_path, redis=client, async_options=FAST) as gw,
+            ):
+                redis_server.kill()
+                status, headers, body = await gw.post("/v1/async/chat/completions", DEEP)
+                assert status == 503
+                assert headers["retry-after"] == "1"
+                assert "async job store is unavailable" in body["error"]["message"]
+                status, body = await gw.get("/v1/async/job-0123")
+                assert status == 503
+        finally:
+            await client.aclose()
+
+    run(scenario())

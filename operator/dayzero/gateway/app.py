@@ -39,6 +39,7 @@ from .asyncjobs import (
     MemoryStore,
     RedisStore,
     Store,
+    StoreUnavailableError,
     rotated,
 )
 from .auth import Principal, bearer
@@ -881,10 +882,15 @@ class Gateway:
                 return
             _want(method, "GET", path)
             job_id = path.removeprefix(RESULT_PATH)
-            found = await self.jobs.store.get(job_id) if job_id.startswith("job-") else None
+            found = await self.jobs.get(job_id) if job_id.startswith("job-") else None
             if found is None or (found.project != project and not principal.admin):
                 found = None  # another project's job is as unknown as a missing one
             await _send_json(send, 200, _found(found, job_id).wire())
+        except StoreUnavailableError as e:
+            down = GatewayError(
+                503, f"the async job store is unavailable: {e}", headers={"Retry-After": "1"}
+            )
+            await _send_error(send, down, outcome)
         except GatewayError as e:
             await _send_error(send, e, outcome)
 

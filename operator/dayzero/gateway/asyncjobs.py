@@ -105,6 +105,10 @@ class Attempt:
         return self.status in (429, 499) or self.status >= 500
 
 
+class StoreUnavailableError(Exception):
+    """The job store (Redis) did not answer: the client should retry shortly."""
+
+
 Runner = Callable[[Job], Awaitable[Attempt]]
 """Runs a job once through its lane, starting at backend ``(attempts - 1) % len(backends)``."""
 
@@ -308,10 +312,21 @@ class AsyncJobs:
         return f"job-{uuid.uuid4().hex}"
 
     async def submit(self, lane: str, project: str, request: dict[str, Any]) -> Job:
-        """Queue a request; it runs on whichever replica takes it first."""
+        """Queue a request; it runs on whichever replica takes it first. StoreUnavailableError
+        when the store (Redis) cannot take it."""
         job = Job(id=self.new_id(), lane=lane, project=project, request=request)
-        await self.store.put(job)
+        try:
+            await self.store.put(job)
+        except Exception as e:  # noqa: BLE001 - redis-py raises several kinds; all mean "down"
+            raise StoreUnavailableError(str(e) or type(e).__name__) from None
         return job
+
+    async def get(self, job_id: str) -> Job | None:
+        """A job by id; StoreUnavailableError when the store cannot be read."""
+        try:
+            return await self.store.get(job_id)
+        except Exception as e:  # noqa: BLE001 - as in submit
+            raise StoreUnavailableError(str(e) or type(e).__name__) from None
 
     def start(self) -> None:
         """Start the workers (and, with a shared store, the reaper) on the running loop."""
