@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,9 @@ def _ready(env: dict[str, str], ns: str, name: str) -> dict[str, Any] | None:
     return obj if condition(obj, "Ready")["status"] == "True" else None
 
 
-def gauntlet_yaml(name: str, gates: dict[str, float], suites: dict[str, Any]) -> str:
+def gauntlet_yaml(
+    name: str, gates: dict[str, float], suites: dict[str, Any], concurrency: int = 2
+) -> str:
     every = ("sanity", "compliance", "latency", "stability", "toolCalls", "quality", "diff")
     doc = {
         "apiVersion": "dayzero.dev/v1alpha1",
@@ -107,7 +110,7 @@ def gauntlet_yaml(name: str, gates: dict[str, float], suites: dict[str, Any]) ->
             "targets": [{"modelDeploymentRef": {"name": MDEP}, "model": str(model_dir())}],
             "suites": {s: suites.get(s, {"enabled": False}) for s in every},
             "gates": gates,
-            "concurrency": 2,
+            "concurrency": concurrency,
             "promotion": {"lane": "chat"},
         },
     }
@@ -264,8 +267,9 @@ def check_reuse(world: dict[str, Any]) -> None:
         {"p95Seconds": 60, "maxSeconds": 120},
         {
             "sanity": {"enabled": True},
-            "latency": {"enabled": True, "requests": 4, "warmup": 1, "maxTokens": 16},
+            "latency": {"enabled": True, "requests": 3, "warmup": 1, "maxTokens": 8},
         },
+        concurrency=1,
     )
     kubectl(env, "apply", "-n", ns, "-f", "-", stdin=again)
     st = wait_for(
@@ -340,8 +344,11 @@ def test_a_fail_keeps_preview_and_a_pass_promotes_it(world, model, capsys):
             {"p95Seconds": 60, "maxSeconds": 120},
             {
                 "sanity": {"enabled": True},
-                "latency": {"enabled": True, "requests": 4, "warmup": 1, "maxTokens": 16},
+                "latency": {"enabled": True, "requests": 3, "warmup": 1, "maxTokens": 8},
             },
+            # One at a time: `transformers serve` generates one request at a time on this CPU,
+            # and a request waiting behind another risks the harness's 60 s request timeout.
+            concurrency=1,
         ),
     )
     job = the_job(world, "smollm2-eval")
@@ -383,3 +390,34 @@ def test_a_fail_keeps_preview_and_a_pass_promotes_it(world, model, capsys):
         f"pass run: sanity {figures['sanity'].get('passRate', 0):.0%}, latency p95 "
         f"{figures['latency'].get('p95Seconds', -1):.2f}s; model ready in {model.started_s:.1f}s",
     )
+
+
+def test_a_ready_deployment_with_spec_gauntlet_gets_its_own_gauntlet(world):
+    env, ns = world["env"], world["ns"]
+    template = {"suites": ["sanity"], "promoteToLane": "chat", "promoteTag": "canary"}
+    kubectl(env, "apply", "-n", ns, "-f", "-", stdin=mdep("templated", LLAMA_8B, gauntlet=template))
+    name = f"templated-{SHA_A[:8]}"
+    made = wait_for(f"Gauntlet {name}", lambda: gauntlet(world, name), timeout=120)
+    (owner,) = made["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"]) == ("ModelDeployment", "templated")
+    assert made["metadata"]["labels"]["dayzero.dev/revision"] == SHA_A
+    assert made["spec"]["targets"] == [{"modelDeploymentRef": {"name": "templated"}}]
+    enabled = {s for s, v in made["spec"]["suites"].items() if v["enabled"]}
+    assert enabled == {"sanity"}
+    assert made["spec"]["promotion"] == {"enabled": True, "lane": "chat", "tag": "canary"}
+    # It runs like any other: a Job against the deployment's in-cluster endpoint.
+    job = the_job(world, name)
+    spec_volume = next(v for v in job["spec"]["template"]["spec"]["volumes"] if v["name"] == "spec")
+    spec = get_json(env, "configmap", spec_volume["configMap"]["name"], "-n", ns)
+    (target,) = yaml.safe_load(spec["data"]["spec.yaml"])["targets"]
+    assert target["endpoint"] == f"http://templated.{ns}.svc:8000/v1"
+    assert target["provenance"]["modelSha"] == SHA_A
+    events = get_json(env, "events", "-n", ns, "--field-selector", "involvedObject.name=templated")
+    assert any(e["reason"] == "GauntletCreated" for e in events["items"])
+    # Once per revision: another look at the Ready deployment creates nothing more.
+    kubectl(env, "annotate", "mdep", "templated", "-n", ns, "poke=1")
+    time.sleep(3)  # the event's reconcile has run by then on an idle operator
+    made_again = get_json(
+        env, "gauntlets", "-n", ns, "-l", "dayzero.dev/model-deployment=templated"
+    )
+    assert len(made_again["items"]) == 1
