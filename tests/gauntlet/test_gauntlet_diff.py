@@ -197,6 +197,9 @@ def test_a_bakeoff_ranks_the_targets_and_every_report_covers_them(tmp_path, smal
     }
     tools = report.targets[1].suite("diff").figures
     assert tools["toolCallsCandidatePassed"] == tools["toolCallsBaselinePassed"] == 5
+    cases = [i for i in report.targets[1].suite("diff").items if i.name.startswith("toolCalls ")]
+    assert len(cases) == 5
+    assert {i.answer for i in cases} == {"candidate pass, baseline pass"}
     root = ET.parse(Path(out) / "junit.xml").getroot()  # noqa: S314 - the report we just wrote
     names = {s.get("name") for s in root.findall("testsuite")}
     assert {"cand-0/diff", "cand-1/diff", "base/quality"} <= names
@@ -289,3 +292,18 @@ def test_a_bakeoff_target_that_never_answers_stays_error_and_another_wins(tmp_pa
     assert (down.verdict, down.exit_code, down.rank) == ("Error", 3, 2)
     assert "the endpoint never answered" in (down.reason or "")
     assert report.winner == "up"
+
+
+def test_tool_calls_are_compared_case_by_case(tmp_path, small_dataset):
+    _, report, _ = gauntlet(
+        tmp_path, small_dataset, [Behaviour(accuracy=0.9, bad_tools=True)],
+        Behaviour(accuracy=0.9), suites="quality,toolCalls,diff",
+    )  # fmt: skip
+    d = report.targets[0].suite("diff")
+    assert d.figures["toolCallsBaselinePassed"] == 5
+    assert d.figures["toolCallsCandidatePassed"] < 5
+    failing = [i for i in d.items if i.name.startswith("toolCalls ") and not i.passed]
+    assert failing
+    assert failing[0].reasons[0].startswith("candidate fail, baseline pass: ")
+    # The quality decision is separate: equal answers stay non-inferior.
+    assert d.decision == "non-inferior"

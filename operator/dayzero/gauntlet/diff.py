@@ -100,7 +100,10 @@ async def _compare(judge: Judge, case: Case, mine: Item, theirs: Item) -> Item:
 def decide(
     spec: RunSpec, target: TargetReport, base: TargetReport, pairwise: list[Item]
 ) -> SuiteReport:
-    """The diff's verdict from both targets' items (also after a human decided some)."""
+    """The diff's verdict from both targets' items (also after a human decided some). Its items
+    are the pairwise judgements, then one per tool-call case with both sides' results."""
+    pairwise = [i for i in pairwise if i.outcome is not None]
+    items = pairwise + _tool_items(target, base)
     mine, theirs = _items(target, "quality"), _items(base, "quality")
     # A request the baseline failed says nothing about quality; counted as 0 it would flatter
     # the candidate, so that pair is left out (and counted).
@@ -111,7 +114,7 @@ def decide(
             verdict="Error",
             reason=f"no quality items to pair with baseline {base.name}"
             + (f" (the baseline could not run: {base.reason})" if base.exit_code == 3 else ""),
-            items=pairwise,
+            items=items,
         )
     margin = spec.gates.non_inferiority_margin
     h = spec.harness
@@ -155,7 +158,7 @@ def decide(
         verdict=verdict,
         reason=reason,
         figures=figures,
-        items=pairwise,
+        items=items,
         decision=decision,
     )
 
@@ -173,6 +176,29 @@ def _tools(target: TargetReport, base: TargetReport) -> dict[str, float]:
         "toolCallsCases": float(len(names)),
         "toolCallsMcnemarP": mcnemar_exact(b, c),
     }
+
+
+def _tool_items(target: TargetReport, base: TargetReport) -> list[Item]:
+    """Each tool-call case on both sides: it passes when the candidate's call passed."""
+    mine, theirs = _items(target, "toolCalls"), _items(base, "toolCalls")
+    out = []
+    for name, item in mine.items():
+        other = theirs.get(name)
+        if other is None:
+            continue
+        both = (
+            f"candidate {'pass' if item.passed else 'fail'}, "
+            f"baseline {'pass' if other.passed else 'fail'}"
+        )
+        out.append(
+            Item(
+                name=f"toolCalls {name}",
+                passed=item.passed,
+                reasons=[] if item.passed else [f"{both}: {'; '.join(item.reasons)}"],
+                answer=both,
+            )
+        )
+    return out
 
 
 def _latency(spec: RunSpec, target: TargetReport, base: TargetReport) -> dict[str, float]:
