@@ -272,6 +272,12 @@ def test_upgrade_with_changed_values(tools: Tools) -> None:
         "dayzero-gateway", "patch", "modeldeployments.dayzero.dev", "--subresource=status", "-A"
     )
     assert not tools.can("dayzero-gateway", "patch", "modeldeployments.dayzero.dev", "-A")
+    assert tools.can(
+        "dayzero-gateway", "patch", "modeldeployments.dayzero.dev", "--subresource=scale", "-A"
+    )
+    args = gateway["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--in-cluster" in args
+    assert gateway["spec"]["template"]["spec"]["automountServiceAccountToken"] is True
 
     # The chart's CRDs accept the examples (some name the Secret hf-token, now readable).
     applied = tools.kubectl("apply", "--server-side", "-n", "models", "-f", str(ROOT / "examples"))
