@@ -360,3 +360,34 @@ def test_an_unknown_template_suite_is_an_event_naming_the_field(kube: FakeKube) 
     (event,) = kube.events
     assert event["reason"] == "InvalidGauntletTemplate"
     assert "spec.gauntlet.suites[1]" in event["message"]
+
+
+def test_a_dataset_configmap_is_hashed_into_the_key_and_a_missing_key_is_named(
+    kube: FakeKube,
+) -> None:
+    dataset = {"name": "support", "configMap": {"name": "evals-data", "key": "items.jsonl"}}
+    kube.put(
+        {"kind": "ConfigMap", "metadata": {"name": "evals-data"}, "data": {"items.jsonl": "{}"}}
+    )
+    gauntlet(kube, "g1", datasets=[dataset], suites={"quality": {"enabled": True}})
+    d = deps(kube)
+    gc.reconcile(d, NS, "g1")
+    (job,) = kube.of_kind("Job")
+    first_key = job["metadata"]["labels"][EVAL_KEY_LABEL]
+    volumes = job["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "evals-data", "items": [{"key": "items.jsonl", "path": "support.jsonl"}]} in [
+        v.get("configMap") for v in volumes
+    ]
+    kube.objects[("ConfigMap", NS, "evals-data")]["data"] = {"items.jsonl": '{"changed": 1}'}
+    gauntlet(kube, "g2", datasets=[dataset], suites={"quality": {"enabled": True}})
+    gc.reconcile(d, NS, "g2")
+    keys = {j["metadata"]["labels"][EVAL_KEY_LABEL] for j in kube.of_kind("Job")}
+    assert len(keys) == 2
+    assert first_key in keys
+
+    wrong = dataset | {"configMap": {"name": "evals-data", "key": "nope.jsonl"}}
+    gauntlet(kube, "g3", datasets=[wrong])
+    gc.reconcile(d, NS, "g3")
+    assert status(kube, "g3")["phase"] == "Failed"
+    assert cond(kube, "Complete", "g3")["reason"] == "InvalidSpec"
+    assert "spec.datasets[0].configMap.key" in cond(kube, "Complete", "g3")["message"]

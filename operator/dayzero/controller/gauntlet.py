@@ -151,7 +151,9 @@ def _dataset_hashes(kube: Kube, namespace: str, g: Gauntlet) -> dict[str, str]:
             else base64.b64decode((cm.get("binaryData") or {}).get(d.config_map.key, ""))
         )
         if text is None and not raw:
-            raise RenderError(f"{where}.key", f"ConfigMap {d.config_map.name} has no key")
+            raise RenderError(
+                f"{where}.key", f"ConfigMap {d.config_map.name} has no key {d.config_map.key!r}"
+            )
         out[d.name] = "sha256:" + hashlib.sha256(raw).hexdigest()
     return out
 
@@ -207,6 +209,9 @@ def _record(st: _Status, result: Mapping[str, Any], report: str) -> None:
     elif st.status.verdict == "Fail":
         st.phase("Succeeded")
         st.set("Complete", True, "GatesFailed", reason or "a suite failed")
+    elif st.status.verdict == "Skipped":
+        st.phase("Succeeded")
+        st.set("Complete", True, "Skipped", reason or "every suite was skipped")
     else:
         # Error: the harness could not run the evaluation (the endpoint never answered, ...).
         st.phase("Failed")
