@@ -17,7 +17,9 @@ from gauntlet_fakes import Behaviour, arithmetic, serve
 from prometheus_client.parser import text_string_to_metric_families
 
 from dayzero.cli import main
+from dayzero.gauntlet.command import map_urls, parse_url_map
 from dayzero.gauntlet.results import RunReport
+from dayzero.gauntlet.spec import RunSpec
 
 ITEMS = 20
 SMALL = 10
@@ -307,3 +309,27 @@ def test_tool_calls_are_compared_case_by_case(tmp_path, small_dataset):
     assert failing[0].reasons[0].startswith("candidate fail, baseline pass: ")
     # The quality decision is separate: equal answers stay non-inferior.
     assert d.decision == "non-inferior"
+
+
+def test_url_map_rewrites_every_endpoint_of_the_spec():
+    spec = RunSpec.model_validate({
+        "targets": [target("a", "http://gateway.dayzero.svc:8080/v1", "qwen-a"),
+                    target("b", "https://api.example.com", "gpt-b")],
+        "baseline": target("base", "http://gateway.dayzero.svc:8080", "llama"),
+        "judge": {"endpoint": "http://judge.dayzero.svc:80", "model": "j", "family": "gemma"},
+    })  # fmt: skip
+    pairs = parse_url_map([
+        "http://gateway.dayzero.svc:8080=http://127.0.0.1:18080",
+        "http://gateway.dayzero.svc:8080=http://127.0.0.1:9",  # the first match wins
+        "http://judge.dayzero.svc:80/=http://127.0.0.1:18081",
+    ])  # fmt: skip
+    mapped = map_urls(spec, pairs)
+    assert [t.endpoint for t in mapped.targets] == [
+        "http://127.0.0.1:18080/v1",
+        "https://api.example.com/v1",  # no pair matches: untouched
+    ]
+    assert mapped.baseline is not None
+    assert mapped.baseline.endpoint == "http://127.0.0.1:18080/v1"
+    assert mapped.judge is not None
+    assert mapped.judge.endpoint == "http://127.0.0.1:18081/v1"
+    assert spec.targets[0].endpoint == "http://gateway.dayzero.svc:8080/v1"  # a copy, not edited
