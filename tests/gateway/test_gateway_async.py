@@ -88,6 +88,8 @@ def test_async_lane_refuses_sync_and_answers_later(tmp_path: Path, run: Run) -> 
             assert up.requests[0]["messages"] == CHAT["messages"]
             _, metrics = await gw.get("/metrics")
             assert 'endpoint="async/chat/completions"' in metrics
+            assert 'dayzero_gateway_async_jobs_total{lane="deep",status="queued"} 1.0' in metrics
+            assert 'dayzero_gateway_async_jobs_total{lane="deep",status="succeeded"} 1.0' in metrics
 
     run(scenario())
 
@@ -127,6 +129,8 @@ def test_async_retries_from_the_next_backend_then_fails(tmp_path: Path, run: Run
             assert done["attempts"] == 3
             assert done["resultStatus"] == 502
             assert len(done["history"]) == 2
+            _, metrics = await gw.get("/metrics")
+            assert 'dayzero_gateway_async_jobs_total{lane="deep",status="retried"} 2.0' in metrics
             # Each attempt fails over inside the lane; each retry starts one backend on.
             assert len(a.requests) == 3
             assert len(b.requests) == 3

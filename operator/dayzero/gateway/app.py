@@ -1473,6 +1473,7 @@ def _async_jobs(gateway: Gateway, redis: Redis | None, options: Mapping[str, flo
         lease_seconds=lease,
         max_attempts=int(options.get("max_attempts", 3)),
         backoff_seconds=float(options.get("backoff_seconds", 0.5)),
+        registry=gateway.metrics.registry,
     )
 
 

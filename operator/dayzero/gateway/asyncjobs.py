@@ -21,6 +21,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from prometheus_client import CollectorRegistry, Counter
+
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
@@ -296,8 +298,15 @@ class AsyncJobs:
         lease_seconds: float = 30.0,
         max_attempts: int = 3,
         backoff_seconds: float = 0.5,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.store = store
+        self.counter = Counter(
+            "dayzero_gateway_async_jobs",
+            "Async jobs by what happened: queued, retried, succeeded, failed (this replica's).",
+            ["lane", "status"],
+            registry=registry,
+        )
         self.replica = replica
         self._runner = runner
         self._workers = workers
@@ -319,6 +328,7 @@ class AsyncJobs:
             await self.store.put(job)
         except Exception as e:  # noqa: BLE001 - redis-py raises several kinds; all mean "down"
             raise StoreUnavailableError(str(e) or type(e).__name__) from None
+        self.counter.labels(lane, "queued").inc()
         return job
 
     async def get(self, job_id: str) -> Job | None:
@@ -383,11 +393,13 @@ class AsyncJobs:
                     job.result = _json(attempt.body)
                     job.error = attempt.error
                     await self.store.finish(job)
+                    self.counter.labels(job.lane, job.status).inc()
                     return
                 job.history.append(
                     f"attempt {job.attempts} on {attempt.backend or '-'}: "
                     f"HTTP {attempt.status} {attempt.error or ''}".rstrip()
                 )
+                self.counter.labels(job.lane, "retried").inc()
                 await asyncio.sleep(self._backoff * 2 ** (job.attempts - 1))
         finally:
             renewing.cancel()
