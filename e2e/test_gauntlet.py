@@ -421,3 +421,32 @@ def test_a_ready_deployment_with_spec_gauntlet_gets_its_own_gauntlet(world):
         env, "gauntlets", "-n", ns, "-l", "dayzero.dev/model-deployment=templated"
     )
     assert len(made_again["items"]) == 1
+
+
+def test_a_job_that_ends_without_a_result_fails_the_gauntlet_with_its_reason(world):
+    env, ns = world["env"], world["ns"]
+    kubectl(
+        env,
+        "apply",
+        "-n",
+        ns,
+        "-f",
+        "-",
+        stdin=gauntlet_yaml("never-answers", {"p95Seconds": 20, "maxSeconds": 40}, {"sanity": {}}),
+    )
+    job = the_job(world, "never-answers")
+    # The Job controller gives up on the pod that never ran: as a real deadline would.
+    patch = '{"spec": {"activeDeadlineSeconds": 1}}'
+    kubectl(env, "patch", "job", job["metadata"]["name"], "-n", ns, "--type=merge", "-p", patch)
+    st = wait_for(
+        "never-answers Failed",
+        lambda: (s := gauntlet(world, "never-answers")["status"])["phase"] == "Failed" and s,
+        timeout=90,
+    )
+    assert "verdict" not in st
+    assert "promoted" not in st
+    obj = gauntlet(world, "never-answers")
+    complete = condition(obj, "Complete")
+    assert (complete["status"], complete["reason"]) == ("False", "JobFailed")
+    assert "DeadlineExceeded" in complete["message"]
+    assert any(e["reason"] == "JobFailed" for e in events(world, "never-answers"))
