@@ -324,6 +324,7 @@ def test_a_fail_keeps_preview_and_a_pass_promotes_it(world, model, capsys):
     assert "p95" in condition(obj, "Complete")["message"]
     promoted = condition(obj, "Promoted")
     assert (promoted["status"], promoted["reason"]) == ("False", "NotPassed")
+    assert promoted["message"].startswith("tag preview of Lane chat stays; verdict Fail: latency")
     assert promoted["observedGeneration"] == 1
     assert any(
         e["reason"] == "NotPassed" and e["type"] == "Warning" for e in events(world, "too-strict")

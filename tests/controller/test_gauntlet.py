@@ -238,6 +238,9 @@ def test_a_fail_never_moves_the_tag_and_says_why(kube: FakeKube) -> None:
     assert cond(kube, "Complete")["reason"] == "GatesFailed"
     assert "p95" in cond(kube, "Complete")["message"]
     assert cond(kube, "Promoted")["reason"] == "NotPassed"
+    assert cond(kube, "Promoted")["message"] == (
+        "tag preview of Lane chat stays; verdict Fail: latency: p95 5.1s > gate 0.01s"
+    )
     assert "annotations" not in kube.objects[("Lane", NS, "chat")]["metadata"]
     reasons = {e["reason"] for e in kube.events}
     assert {"JobCreated", "GatesFailed", "NotPassed"} <= reasons

@@ -200,7 +200,7 @@ def _record(st: _Status, result: Mapping[str, Any], report: str) -> None:
     done = result.get("completionTime")
     try:
         st.status.completion_time = datetime.fromisoformat(done) if done else st.now
-    except ValueError:
+    except (TypeError, ValueError):
         st.status.completion_time = st.now
     reason = str(result.get("reason") or "")
     if st.status.verdict == "Pass":
@@ -242,8 +242,10 @@ def _promote(  # noqa: PLR0911 - one return per reason a tag does not move
     if st.status.verdict != "Pass":
         if st.condition("Promoted") != "NotPassed":
             st.status.promoted = False
-            where = f" (tag {promotion.tag} of Lane {lane_name} stays)" if lane_name else ""
-            st.set("Promoted", False, "NotPassed", f"verdict {st.status.verdict}{where}")
+            where = f"tag {promotion.tag} of Lane {lane_name} stays; " if lane_name else ""
+            complete = next((c for c in st.status.conditions if c.type == "Complete"), None)
+            why = complete.message[:500] if complete else ""
+            st.set("Promoted", False, "NotPassed", f"{where}verdict {st.status.verdict}: {why}")
         return SETTLED
     if not promotion.enabled or lane_name is None:
         st.status.promoted = False
