@@ -233,6 +233,10 @@ def test_shadow_agreement_shared_by_two_gateways_in_redis(
                         ),
                         *(gw2.post("/v1/chat/completions", CHAT) for _ in range(2)),
                     )
+                    # Each replica writes its records just after its answers (eventually
+                    # consistent): let both finish before reading the fleet's counts.
+                    await gw1.app.shadow.flush()
+                    await gw2.app.shadow.flush()
                     for gw in (gw1, gw2):
                         _, st = await gw.get("/v1/models/status")
                         assert st["lanes"][0]["shadow"]["agree"] == 3
