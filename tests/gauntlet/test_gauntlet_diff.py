@@ -333,3 +333,20 @@ def test_url_map_rewrites_every_endpoint_of_the_spec():
     assert mapped.judge is not None
     assert mapped.judge.endpoint == "http://127.0.0.1:18081/v1"
     assert spec.targets[0].endpoint == "http://gateway.dayzero.svc:8080/v1"  # a copy, not edited
+
+
+@pytest.mark.parametrize("flag", ["--endpoint", "--model", "--model-sha", "--engine"])
+def test_single_target_flags_with_targets_in_the_spec_are_refused(tmp_path, flag, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({"targets": [target("a", "http://127.0.0.1:1", "qwen-a")]}))
+    value = "http://127.0.0.1:2" if flag == "--endpoint" else "x"
+    argv = ["gauntlet", "run", "--spec", str(spec), "--out", str(tmp_path), flag, value]
+    assert main(argv) == 2
+    assert f"{flag}: the spec has targets" in capsys.readouterr().err
+
+
+def test_a_targets_bad_field_is_named(tmp_path, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({"targets": [target("Not_A_Label", "ftp://x", "m")]}))
+    assert main(["gauntlet", "run", "--spec", str(spec), "--out", str(tmp_path)]) == 2
+    assert "field targets.0.name: String should match pattern" in capsys.readouterr().err

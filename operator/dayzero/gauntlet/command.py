@@ -119,6 +119,22 @@ def build_spec(args: argparse.Namespace) -> RunSpec:
         "provenance.image": args.image,
         "provenance.chatTemplateHash": args.chat_template_hash,
     }
+    if doc.get("targets"):
+        # These describe the single target; with targets each carries its own.
+        single = {
+            "--endpoint": args.endpoint,
+            "--model": args.model,
+            "--api-key-env": args.api_key_env,
+            "--model-sha": args.model_sha,
+            "--engine": args.engine,
+            "--image": args.image,
+            "--chat-template-hash": args.chat_template_hash,
+        }
+        given = [flag for flag, value in single.items() if value]
+        if given:
+            raise UsageError(
+                f"{given[0]}: the spec has targets; set it on each target in --spec instead"
+            )
     for dotted, value in values.items():
         _set(doc, dotted, value)
     if args.api_key_env:
