@@ -76,6 +76,17 @@ def paid_doc(local_url, paid_url, *, budgets=None, lane_budget=None, keys=None, 
     return doc
 
 
+async def settled(gw, headers=None):
+    """The ledgers once no reservation is held: a call settles just after its answer is sent."""
+    for _ in range(100):
+        status, body = await gw.get("/v1/budgets", headers)
+        assert status == 200, body
+        if all(row["reservedUsd"] == 0 for row in body["ledgers"]):
+            return body
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"reservations still held: {body}")
+
+
 def access_lines(caplog):
     return [
         json.loads(r.getMessage()) for r in caplog.records if r.name == "dayzero.gateway.access"
@@ -227,14 +238,14 @@ async def budget_race(gw, claude, caplog, n=200, fits=50):
     assert len(claude.requests) == len(ok)  # a refused call never dialled the paid API
     assert {r[0] for r in refused} == {429}
     assert {r[2]["error"]["code"] for r in refused} == {"budget_exceeded"}
-    _, ledgers = await gw.get("/v1/budgets")
+    ledgers = await settled(gw)
     row = next(
         r
         for r in ledgers["ledgers"]
         if (r["scope"], r["name"], r["period"]) == ("project", "acme", "day")
     )
-    settled = sum(line["cost_usd"] for line in access_lines(caplog) if line["status"] == 200)
-    assert round(row["spentUsd"], 6) == round(settled, 6) == round(len(ok) * ACTUAL / 1e6, 6)
+    costs = sum(line["cost_usd"] for line in access_lines(caplog) if line["status"] == 200)
+    assert round(row["spentUsd"], 6) == round(costs, 6) == round(len(ok) * ACTUAL / 1e6, 6)
     assert row["reservedUsd"] == 0
     return len(ok)
 
@@ -281,6 +292,7 @@ def test_the_hard_kill_survives_a_reload_until_an_admin_resets_it(run, tmp_path)
                 for _ in range(2):
                     status, _, body = await gw.post("/v1/chat/completions", PAID_CHAT, user)
                     assert status == 200, body
+                    await settled(gw, admin)
                 status, _, body = await gw.post("/v1/chat/completions", PAID_CHAT, user)
                 assert status == 429
                 assert "project 'acme'" in body["error"]["message"]

@@ -616,7 +616,6 @@ class Gateway:
         if isinstance(reply, Reply):
             outcome.status = reply.status
             outcome.usage = reply.usage or {}
-            await self._settle_paid(outcome)
             await _send(
                 send,
                 reply.status,
@@ -772,7 +771,10 @@ class Gateway:
             outcome.reservation = None
 
     async def _settle_paid(self, outcome: Outcome) -> None:
-        """Settle a paid answer's reservation at its real cost (once; later calls do nothing)."""
+        """Settle a paid answer's reservation at its real cost (once; later calls do nothing).
+
+        After the answer is sent, so the client does not wait for the ledger's round trip; the
+        reservation holds the worst case until then, so nothing can overspend meanwhile."""
         if outcome.reservation is not None:
             charged = outcome.status in (200, 499)  # a 4xx costs nothing; a cut stream may
             await self.paid.settle(outcome.reservation, outcome.usage or None, charged=charged)

@@ -28,9 +28,10 @@ log = logging.getLogger(__name__)
 CIRCUITS_KEY = "dz:{circuits}"
 """One hash: host -> ``failures:opened_at_ms`` (Redis's clock, so replicas' clocks may differ)."""
 SYNC_SECONDS = 0.1
-REDIS_TIMEOUT_SECONDS = 0.5
-"""Socket timeouts: a Redis that does not answer fails a paid call fast instead of holding it."""
-REDIS_CONNECTIONS = 32
+REDIS_TIMEOUT_SECONDS = 1.0
+"""Socket timeouts: a Redis that does not answer fails a paid call within a second instead of
+holding it (a Redis that is down refuses the connection, which fails at once)."""
+REDIS_CONNECTIONS = 16
 
 # KEYS[1]: the hash. ARGV: host, threshold, probe (0/1). Returns failures, opened_at_ms.
 FAIL_LUA = """
@@ -246,7 +247,7 @@ def redis_client(url: str) -> Any:  # noqa: ANN401 - redis.asyncio.Redis is unty
     pool = redis.BlockingConnectionPool.from_url(
         url,
         max_connections=REDIS_CONNECTIONS,
-        timeout=REDIS_TIMEOUT_SECONDS * 4,
+        timeout=REDIS_TIMEOUT_SECONDS * 5,
         socket_timeout=REDIS_TIMEOUT_SECONDS,
         socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
         retry=Retry(NoBackoff(), 0),
