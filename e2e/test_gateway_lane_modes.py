@@ -248,9 +248,18 @@ def test_shadow_agreement_counted_by_three_gateways(tmp_path: Path) -> None:
             assert a.calls == 0
             assert b.calls == 0
             for i in range(3):
-                _, _, status_body = fleet.get(i, "/v1/models/status")
-                shadow = status_body["lanes"][0]["shadow"]
-                assert shadow["decisions"] == 30
+                # Each replica writes its records just after its answers: wait for the last.
+                shadow = wait_for(
+                    "every decision in Redis",
+                    lambda i=i: (
+                        (s := fleet.get(i, "/v1/models/status")[2]["lanes"][0]["shadow"])[
+                            "decisions"
+                        ]
+                        == 30
+                        and s
+                    ),
+                    5,
+                )
                 assert shadow["agree"] == 20
                 assert shadow["disagree"] == 10
                 assert shadow["agreementRate"] == pytest.approx(20 / 30, abs=1e-4)
