@@ -75,7 +75,10 @@ def test_async_lane_refuses_sync_and_answers_later(tmp_path: Path, run: Run) -> 
             assert status == 202
             assert job["status"] == "queued"
             assert headers["location"] == f"/v1/async/{job['id']}"
-            await asyncio.sleep(0.1)
+            deadline = time.monotonic() + 1
+            while not up.requests:  # the upstream has it: the job is running
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
             _, running = await gw.get(f"/v1/async/{job['id']}")
             assert running["status"] == "running"
             assert "result" not in running
