@@ -204,7 +204,7 @@ def test_a_lane_without_wait_falls_through_at_once_and_still_wakes(
                 status, headers, _ = await gw.post("/v1/chat/completions", CHAT)
                 assert status == 200
                 assert headers["x-dayzero-backend"] == "other"
-                assert time.monotonic() - started < 0.5
+                assert time.monotonic() - started < 1.0  # not the 5 s wake-up
                 assert sleepy.requests == []
                 deadline = time.monotonic() + 1
                 while not api.patches("/scale"):
