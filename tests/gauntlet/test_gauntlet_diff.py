@@ -205,6 +205,15 @@ def test_a_bakeoff_ranks_the_targets_and_every_report_covers_them(tmp_path, smal
     root = ET.parse(Path(out) / "junit.xml").getroot()  # noqa: S314 - the report we just wrote
     names = {s.get("name") for s in root.findall("testsuite")}
     assert {"cand-0/diff", "cand-1/diff", "base/quality"} <= names
+    props = {
+        p.get("name"): p.get("value")
+        for s in root.findall("testsuite")
+        if s.get("name") == "cand-1/quality"
+        for p in s.iter("property")
+    }
+    assert props["model_sha"] == "sha1"
+    assert props["dataset_hash"].startswith("sha256:")
+    assert props["sampling"] == '{"temperature": 0.0}'
     page = (Path(out) / "report.html").read_text()
     assert "Ranking" in page
     assert page.count("<svg") >= 4  # quality, toolCalls, diff comparisons and cost

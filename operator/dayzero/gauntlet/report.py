@@ -130,12 +130,22 @@ def to_junit(report: RunReport) -> str:
                 r,
                 f"{t.name}/{r.suite}" if many else r.suite,
                 f"{role}.{t.name}" if many else r.suite,
+                _what_ran(report, t),
             )
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
 
-def _junit_suite(root: ET.Element, r: SuiteReport, name: str, classname: str) -> None:
+def _what_ran(report: RunReport, t: TargetReport) -> dict[str, str]:
+    """The target, model, provenance and sampling, for each testsuite's properties."""
+    known = {k: v for k, v in t.provenance.model_dump().items() if v}
+    sampling = json.dumps(report.sampling.model_dump(exclude_none=True), sort_keys=True)
+    return {"target": t.name, "model": t.model, **known, "sampling": sampling}
+
+
+def _junit_suite(
+    root: ET.Element, r: SuiteReport, name: str, classname: str, about: dict[str, str]
+) -> None:
     cases = r.items or []
     failures = sum(not i.passed for i in cases) or (r.verdict == "Fail")
     suite = ET.SubElement(
@@ -147,6 +157,8 @@ def _junit_suite(root: ET.Element, r: SuiteReport, name: str, classname: str) ->
         errors=str(int(r.verdict == "Error")),
     )
     props = ET.SubElement(suite, "properties")
+    for key, text in about.items():
+        ET.SubElement(props, "property", name=key, value=text)
     for key, value in sorted(r.figures.items()):
         ET.SubElement(props, "property", name=key, value=f"{value:g}")
     verdict_case = ET.SubElement(suite, "testcase", classname=classname, name="verdict")
