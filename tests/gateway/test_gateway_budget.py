@@ -219,7 +219,7 @@ def test_a_lane_budget_refusal_is_a_clear_429_for_the_official_client(run, tmp_p
         error = caught.value
         assert error.code == "budget_exceeded"
         message = error.body["message"]
-        assert "the daily budget of lane 'chat' ($0.00 for " in message
+        assert "the daily budget of lane 'chat' ($0.0001 for " in message
         assert "UTC) is exhausted (hard kill now on)" in message
         assert "local: connect" in message
         assert int(error.response.headers["retry-after"]) > 0

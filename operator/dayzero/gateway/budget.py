@@ -58,6 +58,13 @@ def usd(micro: int) -> float:
     return micro / 1_000_000
 
 
+def money(micro: int) -> str:
+    """Micro-dollars for a message: ``$5.00``, or every digit under a cent (``$0.000282``)."""
+    if micro >= 10_000 or micro == 0:
+        return f"${usd(micro):.2f}"
+    return f"${usd(micro):.6f}".rstrip("0")
+
+
 def period_bounds(period: Period, now: float) -> tuple[str, datetime, datetime]:
     """The UTC period holding ``now``: its label (2026-11-30 or 2026-11), start and end."""
     at = datetime.fromtimestamp(now, UTC)
@@ -94,7 +101,7 @@ class Scope:
     def describe(self) -> str:
         """E.g. ``the daily budget of project 'acme' ($5.00 for 2026-11-30 UTC)``."""
         every = "daily" if self.period == "day" else "monthly"
-        limit = f"${usd(self.limit):.2f}" if self.limit is not None else "no limit"
+        limit = money(self.limit) if self.limit is not None else "no limit"
         return f"the {every} budget of {self.kind} {self.name!r} ({limit} for {self.label} UTC)"
 
 
@@ -579,14 +586,14 @@ class PaidTier:
         scope = scopes[verdict.index]
         until = scope.end.strftime("%Y-%m-%dT%H:%M:%SZ")
         to_end = max(1, math.ceil(scope.end.timestamp() - now))
-        spent = f"${usd(verdict.spent):.6f}".rstrip("0").rstrip(".")
+        spent = money(verdict.spent)
         if verdict.kind == "killed":
             message = (
                 f"{scope.describe()} is used up and its hard kill is on until {until} or an "
                 f"admin reset (POST /v1/budgets/reset); spent {spent}"
             )
             return Refusal("killed", message, to_end)
-        need = f"${usd(amount):.6f}".rstrip("0").rstrip(".")
+        need = money(amount)
         if verdict.kind == "exhausted":
             kill = " (hard kill now on)" if scope.hard_kill else ""
             message = (
@@ -594,7 +601,7 @@ class PaidTier:
                 f"cost up to {need} (its prompt and max_tokens); the period ends {until}"
             )
             return Refusal("exhausted", message, to_end)
-        held = f"${usd(verdict.reserved):.6f}".rstrip("0").rstrip(".")
+        held = money(verdict.reserved)
         message = (
             f"{scope.describe()} has no room now: spent {spent}, {held} reserved by calls in "
             f"flight, and this request may cost up to {need}"
