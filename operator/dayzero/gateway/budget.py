@@ -43,6 +43,7 @@ DEFAULT_MAX_TOKENS = 4096
 BYTES_PER_TOKEN = 3
 """The prompt estimate: one token per 3 bytes of the prompt's JSON (real text averages about
 4), so the reservation is rarely below the real cost; settling corrects it either way."""
+SCOPE_CACHE = 4096
 KEY_PREFIX = "dz:{budget}:"
 """Ledger keys in Redis; the hash tag keeps every ledger in one slot, so one script sees all."""
 _KEEP_AFTER = {"day": timedelta(days=7), "month": timedelta(days=62)}
@@ -546,6 +547,22 @@ class PaidTier:
             "Settlements the shared ledger missed (kept and retried).",
             registry=registry,
         )
+        # The four ledgers of (document, lane, project) change only with the UTC day: worked out
+        # once a day, not on every paid call (datetime arithmetic is most of the check's CPU).
+        self._scopes: dict[tuple[int, str, str, int], tuple[Routing, tuple[Scope, ...]]] = {}
+
+    def _scopes_for(
+        self, doc: Routing, lane: RoutingLane, project: str, now: float
+    ) -> tuple[Scope, ...]:
+        key = (id(doc), lane.name, project, int(now // 86400))
+        hit = self._scopes.get(key)
+        if hit is not None and hit[0] is doc:
+            return hit[1]
+        if len(self._scopes) >= SCOPE_CACHE:
+            self._scopes.clear()
+        scopes = scopes_for(doc, lane, project, now)
+        self._scopes[key] = (doc, scopes)
+        return scopes
 
     async def reserve(
         self,
@@ -557,7 +574,7 @@ class PaidTier:
     ) -> Reservation | Refusal:
         """Reserve the worst case of ``request`` on ``spec``, or say why not."""
         now = self.now()
-        scopes = scopes_for(doc, lane, project, now)
+        scopes = self._scopes_for(doc, lane, project, now)
         model = spec.model or lane.model or str(request.get("model"))
         price = doc.prices.get(model)
         if price is None:
