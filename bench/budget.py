@@ -54,6 +54,7 @@ from redis_server import RedisServer, free_port  # noqa: E402
 
 GOAL_ADDED_P99_MS = 0.5
 UPSTREAM_KEY = "sk-upstream-bench"
+LITELLM_KEY = "sk-" + "5f0c9b1e7a2d48c6" * 4  # its proxy refuses to start without a strong one
 PRICE = {"inputUsdPerMillion": 3, "outputUsdPerMillion": 15}
 BODY = json.dumps(
     {"model": "bench", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16}
@@ -218,6 +219,7 @@ def run_litellm(
             }
         ],
         "litellm_settings": {"telemetry": False},
+        "general_settings": {"master_key": LITELLM_KEY},
     }
     if redis is not None:
         config["router_settings"] = {
@@ -232,7 +234,8 @@ def run_litellm(
     argv += ["--num_workers", "1"]
     child_env = env() | {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
     child_env.pop("DATABASE_URL", None)
-    request = Request.post(f"http://127.0.0.1:{port}/v1/chat/completions", BODY, {})
+    auth = {"Authorization": f"Bearer {LITELLM_KEY}"}
+    request = Request.post(f"http://127.0.0.1:{port}/v1/chat/completions", BODY, auth)
     with child(pinned(0, argv), work / f"{name}.log", child_env):
         asyncio.run(wait_answer(request, 200))
         return asyncio.run(measure(request, replace(plan, sequential=LITELLM_SEQUENTIAL)))
