@@ -427,3 +427,24 @@ def test_the_cli_names_a_bad_redis_url(tmp_path, capsys):
     config.write_text(json.dumps(document([{"name": "a", "url": "http://127.0.0.1:1"}])))
     assert main(["gateway", "--config", str(config), "--redis-url", "http://127.0.0.1:1"]) == 2
     assert "--redis-url: want redis://" in capsys.readouterr().err
+
+
+def test_an_async_lane_settles_its_paid_attempts(run, tmp_path):
+    async def scenario():
+        async with fakes(FakeAnthropic()) as (claude,):
+            doc = paid_doc(closed_port_url(), claude.url, budgets={"acme": {"dailyUsd": 1}})
+            doc["lanes"][0]["mode"] = "async"
+            async with serve(doc, tmp_path) as gw:
+                status, _, job = await gw.post("/v1/async/chat/completions", PAID_CHAT, ACME)
+                assert status == 202, job
+                for _ in range(100):
+                    _, job = await gw.get(f"/v1/async/{job['id']}")
+                    if job["status"] in ("succeeded", "failed"):
+                        break
+                    await asyncio.sleep(0.02)
+                assert job["status"] == "succeeded", job
+                ledgers = await settled(gw)
+        spent = {(r["scope"], r["period"]): r["spentUsd"] for r in ledgers["ledgers"]}
+        assert spent[("project", "day")] == pytest.approx(ACTUAL / 1e6)
+
+    run(scenario())

@@ -979,6 +979,7 @@ class Gateway:
             outcome.status, outcome.error = e.status, e.message
             return Attempt(e.status, e.json_bytes(), outcome.backend, e.message)
         finally:
+            await self._settle_paid(outcome)  # a paid attempt's reservation, as for a sync call
             self._record(snapshot, outcome)
 
     # -- the request's record --------------------------------------------------------------------
