@@ -451,3 +451,27 @@ def test_a_job_that_ends_without_a_result_fails_the_gauntlet_with_its_reason(wor
     assert (complete["status"], complete["reason"]) == ("False", "JobFailed")
     assert "DeadlineExceeded" in complete["message"]
     assert any(e["reason"] == "JobFailed" for e in events(world, "never-answers"))
+
+
+def test_a_gauntlet_waiting_for_its_deployment_starts_when_the_deployment_is_ready(world, capsys):
+    env, ns = world["env"], world["ns"]
+    doc = yaml.safe_load(gauntlet_yaml("early", {"p95Seconds": 20, "maxSeconds": 40}, {}))
+    doc["spec"]["targets"] = [{"modelDeploymentRef": {"name": "late"}}]
+    kubectl(env, "apply", "-n", ns, "-f", "-", stdin=yaml.safe_dump(doc))
+    pending = wait_for(
+        "early Pending",
+        lambda: (g := gauntlet(world, "early")).get("status", {}).get("phase") == "Pending" and g,
+    )
+    waiting = condition(pending, "TargetsReady")
+    assert (waiting["status"], waiting["reason"]) == ("False", "TargetNotReady")
+    assert "ModelDeployment late not found" in waiting["message"]
+    assert not pending["metadata"].get("finalizers")  # the watch index needs none
+
+    kubectl(env, "apply", "-n", ns, "-f", "-", stdin=mdep("late", LLAMA_8B))
+    wait_for("late Ready", lambda: _ready(env, ns, "late"), timeout=120)
+    ready_at = time.monotonic()
+    # The deployment's own event wakes the Gauntlet; the backstop re-check is 30 s away.
+    wait_for("early's Job", lambda: gauntlet(world, "early")["status"].get("jobName"), timeout=15)
+    took = time.monotonic() - ready_at
+    real.report(capsys, f"gauntlet controller: a waiting Gauntlet started {took:.1f}s after Ready")
+    assert condition(gauntlet(world, "early"), "TargetsReady")["status"] == "True"

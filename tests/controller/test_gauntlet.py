@@ -394,3 +394,17 @@ def test_a_dataset_configmap_is_hashed_into_the_key_and_a_missing_key_is_named(
     assert status(kube, "g3")["phase"] == "Failed"
     assert cond(kube, "Complete", "g3")["reason"] == "InvalidSpec"
     assert "spec.datasets[0].configMap.key" in cond(kube, "Complete", "g3")["message"]
+
+
+def test_the_deployments_a_stored_spec_names_are_found_for_the_watch_index() -> None:
+    spec = {
+        "targets": [
+            {"modelDeploymentRef": {"name": "a"}},
+            {"gateway": "preview"},
+            {"endpoint": "http://127.0.0.1:9/v1"},
+        ],
+        "baseline": {"modelDeploymentRef": {"name": "b"}},
+    }
+    assert gc.deployments_named(spec) == {"a", "b"}
+    assert gc.deployments_named({"targets": "not a list of targets"}) == set()
+    assert gc.deployments_named({}) == set()

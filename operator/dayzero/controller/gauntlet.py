@@ -49,7 +49,8 @@ from .lane import PROMOTE_ANNOTATION, REQUESTED_BY_ANNOTATION
 
 log = logging.getLogger(__name__)
 
-BUSY, WAITING, SETTLED = 2.0, 5.0, 300.0
+# Watch events wake a waiting Gauntlet (its deployments', Job's and result's); these are backstops.
+BUSY, WAITING, SETTLED = 2.0, 30.0, 300.0
 TEMPLATE_ANNOTATION = "dayzero.dev/template"
 """On a Gauntlet: it is only a template for ModelDeployments' ``spec.gauntlet``; it never runs."""
 REVISION_LABEL = "dayzero.dev/revision"
@@ -110,6 +111,18 @@ def gauntlet_ref(namespace: str, name: str, uid: str) -> dict[str, str]:
         "namespace": namespace,
         "name": name,
         "uid": uid,
+    }
+
+
+def deployments_named(spec: Mapping[str, Any]) -> set[str]:
+    """The ModelDeployments a Gauntlet's spec (as stored) names, so their events can wake it."""
+    targets = [*(spec.get("targets") or []), spec.get("baseline") or {}]
+    return {
+        str(ref["name"])
+        for t in targets
+        if isinstance(t, Mapping)
+        and isinstance(ref := t.get("modelDeploymentRef"), Mapping)
+        and ref.get("name")
     }
 
 

@@ -170,10 +170,26 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:  # noqa: PL
         if kube is not None:
             kube.close()
 
+    # The id names the kwarg other handlers get it by (the default is the qualified name).
+    @kopf.index(GROUP, VERSION, "gauntlets", id="gauntlets_by_deployment", registry=registry)
+    async def gauntlets_by_deployment(
+        *, name: str, namespace: str | None, spec: Mapping[str, Any], **_: Any
+    ) -> dict[tuple[str | None, str], str]:
+        """Which Gauntlets name each ModelDeployment: its events wake the ones waiting on it."""
+        return {(namespace, mdep): name for mdep in gauntlet.deployments_named(spec)}
+
     @kopf.on.event(GROUP, VERSION, "modeldeployments", registry=registry)
     async def mdep_event(
-        *, type: str, name: str, namespace: str | None, memo: kopf.Memo, **_: Any
+        *,
+        type: str,
+        name: str,
+        namespace: str | None,
+        memo: kopf.Memo,
+        **kwargs: Any,
     ) -> None:
+        # kopf passes every index by its id; the handler protocol does not declare them. Without
+        # it, waiting Gauntlets still start on their own re-check.
+        waiting: Mapping[tuple[str | None, str], Any] = kwargs.get("gauntlets_by_deployment", {})
         if namespace is None:
             return
         key = ("ModelDeployment", namespace, name)
@@ -184,6 +200,8 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:  # noqa: PL
         else:
             memo.queue.add(key)
             memo.queue.add(template)  # spec.gauntlet, once the deployment is Ready
+        for gauntlet_name in waiting.get((namespace, name), ()):
+            memo.queue.add(("Gauntlet", namespace, gauntlet_name))
         memo.queue.add(ROUTING_KEY)  # readiness and endpoints feed the routing document
 
     @kopf.on.event(GROUP, VERSION, "lanes", registry=registry)
