@@ -83,6 +83,6 @@ affinity:
 {{- $g := .Values.gateway -}}
 {{- $many := or (gt (int $g.replicas) 1) (and $g.autoscaling.enabled (gt (int $g.autoscaling.maxReplicas) 1)) -}}
 {{- if and $many (not .Values.redis.enabled) (not $g.redisUrl) -}}
-{{- fail "gateway: several replicas (gateway.replicas > 1 or gateway.autoscaling) share budgets and limits through Redis: set redis.enabled=true or gateway.redisUrl" -}}
+{{- fail "gateway: several replicas (gateway.replicas > 1 or gateway.autoscaling) share budgets and circuits through Redis: set redis.enabled=true or gateway.redisUrl" -}}
 {{- end -}}
 {{- end -}}
