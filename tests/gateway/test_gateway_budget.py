@@ -25,6 +25,7 @@ from gateway_fakes import (
 
 from dayzero.api.routing import Price
 from dayzero.gateway.budget import (
+    LedgerUnavailableError,
     MemoryLedger,
     RedisLedger,
     Scope,
@@ -446,5 +447,28 @@ def test_an_async_lane_settles_its_paid_attempts(run, tmp_path):
                 ledgers = await settled(gw)
         spent = {(r["scope"], r["period"]): r["spentUsd"] for r in ledgers["ledgers"]}
         assert spent[("project", "day")] == pytest.approx(ACTUAL / 1e6)
+
+    run(scenario())
+
+
+def test_a_settlement_redis_missed_is_sent_when_it_is_back(run, redis_server):
+    async def scenario():
+        client = redis_client(redis_server.url)
+        ledger = RedisLedger(client)
+        now = 1796083200.0
+        s = scopes(1000)
+        try:
+            assert (await ledger.reserve(s, 300, now)).ok
+            redis_server.kill()
+            with pytest.raises(LedgerUnavailableError):
+                await ledger.settle(s, 300, 120, now)
+            assert len(ledger.backlog) == 1
+            redis_server.start()  # empty: the reservation is gone, the spend is not
+            assert await ledger.flush() == 1
+            assert ledger.backlog == []
+            (row,) = await ledger.rows([s[0].label])
+            assert (row.spent, row.reserved) == (120, 0)  # the lost reservation is not negative
+        finally:
+            await client.aclose()
 
     run(scenario())

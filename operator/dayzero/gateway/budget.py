@@ -289,7 +289,7 @@ class MemoryLedger:
         """See ``Ledger.settle``."""
         for scope in scopes:
             row = self._row(scope.key)
-            row["reserved"] -= reserved
+            row["reserved"] = max(0, row["reserved"] - reserved)
             row["spent"] += actual
             if scope.limit is not None and scope.hard_kill and row["spent"] >= scope.limit:
                 row["killed"] = 1
@@ -357,7 +357,10 @@ SETTLE_LUA = """
 local reserved = tonumber(ARGV[1])
 local actual = tonumber(ARGV[2])
 for i = 1, #KEYS do
-  redis.call('HINCRBY', KEYS[i], 'reserved', -reserved)
+  -- A Redis restarted empty lost the reservation: never let reserved go below zero.
+  if redis.call('HINCRBY', KEYS[i], 'reserved', -reserved) < 0 then
+    redis.call('HSET', KEYS[i], 'reserved', 0)
+  end
   local spent = redis.call('HINCRBY', KEYS[i], 'spent', actual)
   local limit = tonumber(ARGV[3 * i])
   if limit >= 0 and ARGV[3 * i + 1] == '1' and spent >= limit then
