@@ -191,6 +191,12 @@ def test_gateway_has_no_api_access_unless_waking_from_zero(
             "resources": ["modeldeployments/status"],
             "verbs": ["patch"],
         },
+        # a request for a deployment at replicas 0 asks the scale subresource for one
+        {
+            "apiGroups": ["dayzero.dev"],
+            "resources": ["modeldeployments/scale"],
+            "verbs": ["get", "patch"],
+        },
     ]
 
 
