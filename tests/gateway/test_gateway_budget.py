@@ -161,9 +161,11 @@ def test_the_memory_ledger_reserves_settles_kills_and_resets(run):
 def test_the_redis_ledger_keeps_the_same_rules(run, redis_server):
     async def scenario():
         client = redis_client(redis_server.url)
+        ledger = RedisLedger(client)
         try:
-            await ledger_rules(RedisLedger(client))
+            await ledger_rules(ledger)
         finally:
+            ledger.close()
             await client.aclose()
 
     run(scenario())
@@ -469,6 +471,7 @@ def test_a_settlement_redis_missed_is_sent_when_it_is_back(run, redis_server):
             (row,) = await ledger.rows([s[0].label])
             assert (row.spent, row.reserved) == (120, 0)  # the lost reservation is not negative
         finally:
+            ledger.close()
             await client.aclose()
 
     run(scenario())

@@ -221,6 +221,8 @@ class SharedState:
             self._task = None
         if isinstance(self.breakers, SharedCircuits):
             await self.breakers.drain()
+        if isinstance(self.ledger, RedisLedger):
+            self.ledger.close()
 
     def status(self) -> dict[str, Any]:
         """For ``/v1/models/status``: where the state lives and whether it is reachable."""
