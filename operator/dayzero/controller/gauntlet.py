@@ -73,34 +73,11 @@ class GauntletDeps:
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 
-class _Status:
-    """The new status, built on the previous one; conditions keep their transition times."""
-
-    def __init__(self, previous: GauntletStatus, generation: int, now: datetime) -> None:
-        self.previous = previous
-        self.status = previous.model_copy(deep=True)
-        self.status.observed_generation = generation
-        self.generation = generation
-        self.now = now
-        self.events: list[tuple[str, str, str]] = []
-
-    def set(self, type_: str, ok: bool | None, reason: str, message: str) -> None:
-        self.status.conditions = lifecycle.set_condition(
-            self.status.conditions,
-            type_,
-            ok,
-            reason,
-            message,
-            generation=self.generation,
-            now=self.now,
-        )
+class _Status(lifecycle.StatusDraft[GauntletStatus]):
+    """A Gauntlet's new status: its phase beside the conditions."""
 
     def phase(self, phase: GauntletPhase) -> None:
         self.status.phase = phase
-
-    def condition(self, type_: str) -> str | None:
-        found = next((c for c in self.status.conditions if c.type == type_), None)
-        return found.reason if found else None
 
 
 def gauntlet_ref(namespace: str, name: str, uid: str) -> dict[str, str]:
@@ -253,7 +230,7 @@ def _promote(  # noqa: PLR0911 - one return per reason a tag does not move
     promotion = g.spec.promotion
     lane_name = promotion.lane
     if st.status.verdict != "Pass":
-        if st.condition("Promoted") != "NotPassed":
+        if st.reason("Promoted") != "NotPassed":
             st.status.promoted = False
             where = f"tag {promotion.tag} of Lane {lane_name} stays; " if lane_name else ""
             complete = next((c for c in st.status.conditions if c.type == "Complete"), None)
@@ -293,12 +270,12 @@ def _promote(  # noqa: PLR0911 - one return per reason a tag does not move
     records = lane_status.promotions if lane_status else []
     mine = next((p for p in records if p.tag == tag and p.model_deployment == mdep), None)
     if mine is not None:
-        if st.condition("Promoted") != "Promoted":
+        if st.reason("Promoted") != "Promoted":
             st.status.promoted = True
             st.set("Promoted", True, "Promoted", f"tag {tag} of Lane {lane_name} -> {mdep}")
         return SETTLED
     annotations = body["metadata"].get("annotations") or {}
-    if st.condition("Promoted") == "Requested":
+    if st.reason("Promoted") == "Requested":
         if annotations.get(PROMOTE_ANNOTATION) == f"{tag}={mdep}":
             return BUSY  # the Lane controller has not consumed it yet
         st.status.promoted = False
@@ -309,7 +286,7 @@ def _promote(  # noqa: PLR0911 - one return per reason a tag does not move
             f"Lane {lane_name} consumed the request but records no promotion of {tag} to {mdep}",
         )
         return SETTLED
-    if st.condition("Promoted") in ("Promoted", "NotApplied"):
+    if st.reason("Promoted") in ("Promoted", "NotApplied"):
         return SETTLED  # once: a later rollback is a person's decision, not undone here
     ask = {PROMOTE_ANNOTATION: f"{tag}={mdep}", REQUESTED_BY_ANNOTATION: by}
     deps.kube.patch("Lane", namespace, lane_name, {"metadata": {"annotations": ask}})

@@ -77,26 +77,8 @@ class Deps:
     facts: dict[tuple[str, str], tuple[float, str, ModelFacts]] = field(default_factory=dict)
 
 
-class _Status:
-    """Accumulates conditions against the previous ones, keeping transition times."""
-
-    def __init__(self, previous: ModelDeploymentStatus, generation: int, now: datetime) -> None:
-        self.previous = previous
-        self.status = previous.model_copy(deep=True)
-        self.status.observed_generation = generation
-        self.generation = generation
-        self.now = now
-
-    def set(self, type_: str, ok: bool | None, reason: str, message: str) -> None:
-        self.status.conditions = lifecycle.set_condition(
-            self.status.conditions,
-            type_,
-            ok,
-            reason,
-            message,
-            generation=self.generation,
-            now=self.now,
-        )
+class _Status(lifecycle.StatusDraft[ModelDeploymentStatus]):
+    """A ModelDeployment's new status: not ready sets the phase and the Ready condition together."""
 
     def not_ready(self, phase: str, reason: str, message: str) -> None:
         self.status.phase = phase  # type: ignore[assignment]

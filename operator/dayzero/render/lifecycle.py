@@ -1,5 +1,6 @@
 """Pure decisions about a ModelDeployment's life: why an engine died, whether to step down the
-fallback ladder, and conditions that keep their transition time while nothing changes.
+fallback ladder, and conditions that keep their transition time while nothing changes (for every
+kind's status).
 
 The controller gathers pods and Jobs, then asks these functions; nothing here talks to the API.
 """
@@ -9,9 +10,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 from ..api.v1alpha1 import Condition
+from ..api.v1alpha1.base import StatusBase
 
 EngineRung = Literal["vllm", "vllm-transformers", "transformers"]
 LADDER: tuple[EngineRung, ...] = ("vllm", "vllm-transformers", "transformers")
@@ -167,6 +169,38 @@ def set_condition(
         observed_generation=generation,
     )
     return [c for c in conditions if c.type != type_] + [updated]
+
+
+S = TypeVar("S", bound=StatusBase)
+
+
+class StatusDraft(Generic[S]):
+    """The status a reconcile builds on the previous one; conditions keep their transition times,
+    and the events it decides on wait in ``events`` until the status is written."""
+
+    def __init__(self, previous: S, generation: int, now: datetime) -> None:
+        self.previous = previous
+        self.status: S = previous.model_copy(deep=True)
+        self.status.observed_generation = generation
+        self.generation = generation
+        self.now = now
+        self.events: list[tuple[str, str, str]] = []
+
+    def set(self, type_: str, ok: bool | None, reason: str, message: str) -> None:
+        self.status.conditions = set_condition(
+            self.status.conditions,
+            type_,
+            ok,
+            reason,
+            message,
+            generation=self.generation,
+            now=self.now,
+        )
+
+    def reason(self, type_: str) -> str | None:
+        """The reason of condition ``type_`` as set so far, or None when it is not set."""
+        found = next((c for c in self.status.conditions if c.type == type_), None)
+        return found.reason if found else None
 
 
 def condition_changes(before: list[Condition], after: list[Condition]) -> list[Condition]:
