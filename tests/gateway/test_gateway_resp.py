@@ -9,6 +9,7 @@ import asyncio
 import time
 
 import pytest
+import uvloop
 
 from dayzero.gateway.budget import RedisLedger
 from dayzero.gateway.resp import ReplyError, RespError, Script, ScriptConnection, pack, parse
@@ -30,7 +31,8 @@ def test_a_reply_split_anywhere_parses_once_whole():
     assert pack("GET", "k", 5) == b"*3\r\n$3\r\nGET\r\n$1\r\nk\r\n$1\r\n5\r\n"
 
 
-def test_two_hundred_calls_in_flight_each_get_their_own_answer(run, redis_server):
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_two_hundred_calls_in_flight_each_get_their_own_answer(loop, redis_server):
     async def scenario():
         conn = ScriptConnection("127.0.0.1", redis_server.port)
         try:
@@ -44,7 +46,10 @@ def test_two_hundred_calls_in_flight_each_get_their_own_answer(run, redis_server
         ]
         assert sorted(r[3] for r in replies) == list(range(1, 201))  # each ran exactly once
 
-    run(scenario())
+    # The gateway runs on uvloop (whose transports are not asyncio.Transport), the tests on both.
+    factory = uvloop.new_event_loop if loop == "uvloop" else asyncio.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(scenario())
 
 
 def test_a_redis_that_lost_the_script_gets_its_body_and_errors_are_raised(run, redis_server):

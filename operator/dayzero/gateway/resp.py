@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import deque
-from typing import Any
+from typing import Any, cast
 
 RESP_TIMEOUT_SECONDS = 1.0
 
@@ -86,8 +86,8 @@ class _Protocol(asyncio.Protocol):
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)  # noqa: S101 - TCP only
-        self.transport = transport
+        # A TCP transport (uvloop's does not subclass asyncio.Transport, so no isinstance).
+        self.transport = cast("asyncio.Transport", transport)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -147,7 +147,7 @@ class ScriptConnection:
 
     async def _connection(self) -> _Protocol:
         proto = self._proto
-        if proto is not None and not proto.closed:
+        if proto is not None and not proto.closed and proto.transport is not None:
             return proto
         if self._dialling is not None:
             return await asyncio.shield(self._dialling)
