@@ -11,7 +11,8 @@ The path measured is dayzero's paid fallback: the lane's local backend is a clos
 circuit opens on the first requests, so every measured request skips it (``circuit_open``) and
 goes to the paid backend, the same fast mock upstream (bench/gateway/mock_upstream.py) for every
 target. dayzero reserves the worst case and settles the usage: in memory, that is two dictionary
-updates; with ``--redis-url`` two Lua scripts in a redis-server on loopback (``EVALSHA`` each).
+updates; with ``--redis-url`` two Lua scripts in a redis-server on loopback (``EVALSHA`` each,
+over the ledger's own pipelined connection, ``dayzero.gateway.resp``).
 LiteLLM 1.106's ``provider_budget_config`` with ``redis_host`` is its nearest feature: it checks
 spend before routing (in-memory cache first, Redis behind it) and increments spend in memory,
 flushing to Redis in the background; so its Redis round trip is mostly off the request path, and
@@ -325,6 +326,8 @@ async def check_alone(redis_url: str | None, count: int = 3000) -> dict[str, Any
             reserve_ms.append((middle - start) * 1000)
             settle_ms.append((time.perf_counter() - middle) * 1000)
     finally:
+        if isinstance(tier.ledger, RedisLedger):
+            tier.ledger.close()
         if client is not None:
             await client.aclose()
     return {
