@@ -272,6 +272,7 @@ def main() -> int:
             name = "budget check alone (redis)"
             print(f"{name:24} {json.dumps(results[name])}", flush=True)
             if args.check_only:
+                shutil.rmtree(work, ignore_errors=True)
                 return 0
             rounds: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in dayzero}
             for i in range(args.rounds):
