@@ -350,14 +350,21 @@ class Gateway:
         ]
         await _send_json(send, 200, {"object": "list", "data": data})
 
-    async def _status(self, scope: Scope, send: Send) -> None:
+    async def _admin_snapshot(self, scope: Scope, send: Send, what: str) -> Snapshot | None:
+        """The current snapshot for an admin key; otherwise the 401/403 is sent and None is
+        returned."""
         snapshot, _ = self._state
         principal = self._authenticate(snapshot, scope, send)
+        if not isinstance(principal, GatewayError) and not principal.admin:
+            principal = GatewayError(403, f"{what}: needs an admin key")
         if isinstance(principal, GatewayError):
             await _send_error(send, principal, None)
-            return
-        if not principal.admin:
-            await _send_error(send, GatewayError(403, "status needs an admin key"), None)
+            return None
+        return snapshot
+
+    async def _status(self, scope: Scope, send: Send) -> None:
+        snapshot = await self._admin_snapshot(scope, send, "status")
+        if snapshot is None:
             return
         body = self.status(snapshot)
         agreement = await self.shadow.summary(
@@ -386,13 +393,7 @@ class Gateway:
 
     async def _shadow_decisions(self, scope: Scope, send: Send) -> None:
         """(admin) The latest shadow decisions, newest first: the fleet's with Redis."""
-        snapshot, _ = self._state
-        principal = self._authenticate(snapshot, scope, send)
-        if isinstance(principal, GatewayError):
-            await _send_error(send, principal, None)
-            return
-        if not principal.admin:
-            await _send_error(send, GatewayError(403, "shadow decisions need an admin key"), None)
+        if await self._admin_snapshot(scope, send, "shadow decisions") is None:
             return
         await _send_json(send, 200, {"decisions": await self.shadow.recent(shadow.RING_SIZE)})
 
@@ -790,7 +791,8 @@ class Gateway:
             principal = snapshot.keys.authenticate(
                 bearer(headers.get("authorization"), headers.get("x-api-key"))
             )
-            _budget_admin(principal, method, want, path)
+            _want(method, want, path)
+            _need_admin(principal, path)
             if want == "GET":
                 answer = await self.paid.ledgers(snapshot.doc)
             else:
@@ -1223,14 +1225,6 @@ def _passed_over(
     if spec.name in snapshot.unusable:
         return "unusable", snapshot.unusable[spec.name]
     return None
-
-
-def _budget_admin(principal: Principal, method: str, want: str, path: str) -> None:
-    """405 for the wrong method, 403 for a key that is not an admin's."""
-    if method != want:
-        raise GatewayError(405, f"{path} takes {want}")
-    if not principal.admin:
-        raise GatewayError(403, "budgets need an admin key")
 
 
 def _admit(principal: Principal, lane: RoutingLane) -> None:

@@ -9,7 +9,6 @@ the error is kept for ``/v1/models/status`` and the metrics.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import ipaddress
 import logging
@@ -26,6 +25,7 @@ from pydantic import TypeAdapter, ValidationError
 from dayzero.api.errors import field_errors
 from dayzero.api.routing import KeyEntry, Routing, RoutingBackend
 
+from . import background
 from .auth import KeyTable
 
 log = logging.getLogger(__name__)
@@ -246,8 +246,5 @@ class ConfigWatcher:
 
     async def stop(self) -> None:
         """Stop polling."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await background.cancel(self._task)
+        self._task = None

@@ -11,7 +11,6 @@ stale by its ``checkedAt``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -20,6 +19,7 @@ from typing import Any
 
 from dayzero.api.routing import Routing, RoutingBackend
 
+from . import background
 from .backends import Backend, BackendError, OllamaBackend, OpenAIBackend
 
 log = logging.getLogger(__name__)
@@ -166,8 +166,5 @@ class Residency:
 
     async def stop(self) -> None:
         """Stop polling."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await background.cancel(self._task)
+        self._task = None

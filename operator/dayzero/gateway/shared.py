@@ -13,13 +13,13 @@ closed; the client reconnects by itself and both resume when Redis is back.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import background
 from .breaker import Breaker, Breakers
 from .budget import Ledger, MemoryLedger, RedisLedger
 
@@ -214,11 +214,8 @@ class SharedState:
 
     async def stop(self) -> None:
         """Stop syncing (the client belongs to whoever made it: it is not closed here)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await background.cancel(self._task)
+        self._task = None
         if isinstance(self.breakers, SharedCircuits):
             await self.breakers.drain()
         if isinstance(self.ledger, RedisLedger):

@@ -25,6 +25,7 @@ import aiohttp
 
 from dayzero.api.routing import Routing, RoutingBackend
 
+from . import background
 from .backends import OllamaBackend
 from .residency import served_model
 
@@ -207,11 +208,8 @@ class KeepWarm:
 
     async def stop(self) -> None:
         """Stop ticking (models stay loaded for their keep_alive)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await background.cancel(self._task)
+        self._task = None
 
 
 def _base(spec: RoutingBackend) -> str:
