@@ -75,8 +75,12 @@ def failures(seconds: float, waiting_for: str = "answer") -> Iterator[None]:
     except TimeoutError:
         raise BackendError("timeout", f"no {waiting_for} within {seconds:g}s") from None
     except aiohttp.ClientError as e:
+        # The exception's own text names the host and the OS error (refused, reset, no route).
+        detail = str(e)[:300]
         raise BackendError(
-            "connect", f"waiting for the {waiting_for}: {type(e).__name__}"
+            "connect",
+            f"waiting for the {waiting_for}: {type(e).__name__}"
+            + (f": {detail}" if detail else ""),
         ) from None
 
 
