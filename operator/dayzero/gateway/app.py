@@ -61,6 +61,7 @@ from .config import POLL_SECONDS, ConfigWatcher, Snapshot, host_of
 from .errors import GatewayError, invalid
 from .headers import Trace, clean, trace_from
 from .metrics import Metrics
+from .ratelimit import counters_for
 from .residency import Residency
 from .routing import Route, choose, names, selectors, size_denial
 from .shared import SharedState
@@ -569,6 +570,7 @@ class Gateway:
             if route.lane.mode == "shadow":
                 await self._shadow(scope, receive, call, body)
                 return
+            await self._rate_limit(principal, route.lane, outcome.project, request)
             await self._serve_guarded(call, receive)
         except GatewayError as e:
             outcome.status = e.status
@@ -582,6 +584,18 @@ class Gateway:
         finally:
             await self._settle_paid(outcome)
             self._record(snapshot, outcome)
+
+    async def _rate_limit(
+        self, principal: Principal, lane: RoutingLane, project: str, request: dict[str, Any]
+    ) -> None:
+        """Count the request against its lane's and key's rate limits; 429 when one is full."""
+        counters = counters_for(lane, principal, project, request)
+        if not counters:
+            return
+        refusal = await self.shared.rates.check(counters)
+        if refusal is not None:
+            self.metrics.child(self.metrics.rate_limited, lane.name).inc()
+            raise refusal.error()
 
     async def _serve_guarded(self, call: _Call, receive: Receive) -> None:
         """Serve under the lane's concurrency, abandoning the upstream when the client leaves."""

@@ -10,11 +10,12 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
-from dayzero.api.routing import KeyEntry
+from dayzero.api.routing import KeyEntry, RateLimit
 
 from .errors import GatewayError
 
 LOCAL_PROJECT = "local"
+KEY_ID_DIGITS = 12
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,10 @@ class Principal:
     project: str
     lanes: frozenset[str]
     admin: bool
+    key_id: str = ""
+    """The first 12 hex digits of the key's sha256, naming it in rate limits ("" without keys)."""
+    rate_limit: RateLimit | None = None
+    """The key's own rate limit per lane."""
 
     def may_use(self, lane: str) -> bool:
         """Whether the key allows ``lane``."""
@@ -65,4 +70,10 @@ class KeyTable:
                 found = entry
         if found is None:
             raise GatewayError(401, "invalid API key", code="invalid_api_key")
-        return Principal(found.project, frozenset(found.lanes), found.admin)
+        return Principal(
+            found.project,
+            frozenset(found.lanes),
+            found.admin,
+            key_id=found.sha256[:KEY_ID_DIGITS],
+            rate_limit=found.rate_limit,
+        )

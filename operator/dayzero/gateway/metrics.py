@@ -59,6 +59,12 @@ class Metrics:
         self.in_flight = Gauge(
             "dayzero_gateway_in_flight", "Requests in flight.", ["lane"], registry=self.registry
         )
+        self.rate_limited = Counter(
+            "dayzero_gateway_rate_limited",
+            "Requests refused by a rate limit (429).",
+            ["lane"],
+            registry=self.registry,
+        )
         self.config_errors = Counter(
             "dayzero_gateway_config_errors",
             "Routing documents rejected.",

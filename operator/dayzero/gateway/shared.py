@@ -1,4 +1,5 @@
-"""State that several gateway replicas share through Redis: budget ledgers and circuits.
+"""State that several gateway replicas share through Redis: budget ledgers, circuits and rate
+limits (``ratelimit``).
 
 Why not every request asks Redis: a local request's hot path stays a dictionary lookup. Circuit
 breakers stay local objects; each replica reports a failure or a recovery to Redis (one Lua
@@ -22,6 +23,7 @@ from typing import Any
 from . import background
 from .breaker import Breaker, Breakers
 from .budget import Ledger, MemoryLedger, RedisLedger
+from .ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +190,9 @@ class SharedState:
         else:
             self.breakers = SharedCircuits(client, clock)
             self.ledger = RedisLedger(client)
+        # Rate checks share the ledger's pipelined connection (one more script on it).
+        fast = self.ledger.fast if isinstance(self.ledger, RedisLedger) else None
+        self.rates = RateLimiter(client, fast, clock)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -224,12 +229,13 @@ class SharedState:
     def status(self) -> dict[str, Any]:
         """For ``/v1/models/status``: where the state lives and whether it is reachable."""
         if not isinstance(self.breakers, SharedCircuits):
-            return {"store": "memory"}
+            return {"store": "memory", "rateLimits": self.rates.status()}
         backlog = self.ledger.backlog if isinstance(self.ledger, RedisLedger) else []
         return {
             "store": "redis",
             "available": self.breakers.available,
             "unsettled": len(backlog),
+            "rateLimits": self.rates.status(),
         }
 
 
