@@ -218,21 +218,54 @@ def test_the_official_client_reads_a_429_that_names_the_limit(run, tmp_path):
     run(scenario())
 
 
-def test_a_lane_limit_counts_per_project_and_names_it(run, tmp_path):
+async def recorded(gw, n):
+    """Wait until ``n`` requests are recorded (each settled its tokens just before), then for
+    the settlements sent to Redis."""
+    for _ in range(100):
+        total = sum(
+            s.value
+            for metric in gw.app.metrics.registry.collect()
+            if metric.name == "dayzero_gateway_requests"
+            for s in metric.samples
+            if s.name.endswith("_total")
+        )
+        if total >= n:
+            break
+        await asyncio.sleep(0.01)
+    await gw.app.shared.rates.drain()
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+def test_tokens_count_the_estimate_then_the_real_usage(run, tmp_path, request, store):
     async def scenario():
-        async with fakes(FakeUpstream("ok")) as (up,):
-            doc = limited_doc(up.url, {"tokensPerMinute": 250})
-            async with serve(doc, tmp_path) as gw:
-                body = {**CHAT, "max_tokens": 100}
-                headers = {"X-Dayzero-Project": "platform-team"}
-                assert await statuses(gw, 2, body, headers) == [200, 200]
-                status, reply_headers, reply = await gw.post("/v1/chat/completions", body, headers)
+        url = request.getfixturevalue("redis_server").url if store == "redis" else None
+        client = redis_client(url) if url else None
+        try:
+            async with fakes(FakeUpstream("ok")) as (up,):  # answers use 7 + 3 tokens
+                doc = limited_doc(up.url, {"tokensPerMinute": 250})
+                async with serve(doc, tmp_path, redis=client) as gw:
+                    headers = {"X-Dayzero-Project": "platform-team"}
+                    body = {**CHAT, "max_tokens": 200}  # an estimate of about 212
+                    for n in (1, 2):  # each settles to 10, so the next estimate fits again
+                        status, _, reply = await gw.post("/v1/chat/completions", body, headers)
+                        assert status == 200, reply
+                        await recorded(gw, n)
+                    if client is not None:
+                        counter = await client.get("dz:rl:{chat}:p:platform-team:t")
+                        assert int(counter) == 20
+                    # 20 used; this one's estimate (over 240) does not fit before it runs.
+                    status, reply_headers, reply = await gw.post(
+                        "/v1/chat/completions", {**CHAT, "max_tokens": 240}, headers
+                    )
+                    assert len(up.requests) == 2
+        finally:
+            if client is not None:
+                await client.aclose()
         assert status == 429
         assert reply["error"]["type"] == "rate_limit_error"
-        assert (
-            "project platform-team: 250 tokens per minute on lane chat"
-            in (reply["error"]["message"])
-        )
+        message = reply["error"]["message"]
+        assert "project platform-team: 250 tokens per minute on lane chat" in message
+        assert "20 used in this minute, this request counts 25" in message
         assert int(reply_headers["retry-after"]) > 0
 
     run(scenario())

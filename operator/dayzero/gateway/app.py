@@ -61,7 +61,8 @@ from .config import POLL_SECONDS, ConfigWatcher, Snapshot, host_of
 from .errors import GatewayError, invalid
 from .headers import Trace, clean, trace_from
 from .metrics import Metrics
-from .ratelimit import counters_for
+from .ratelimit import Admission, counters_for
+from .ratelimit import Refusal as RateRefusal
 from .residency import Residency
 from .routing import Route, choose, names, selectors, size_denial
 from .shared import SharedState
@@ -166,6 +167,8 @@ class Outcome:
     """Why the paid tier was tried (``budget.fallback_reason``); None when it was not."""
     reservation: Reservation | None = None
     refusal: Refusal | None = None
+    admission: Admission | None = None
+    """The rate limits' token counters it was admitted under (settled with its real usage)."""
 
 
 class Gateway:
@@ -570,7 +573,9 @@ class Gateway:
             if route.lane.mode == "shadow":
                 await self._shadow(scope, receive, call, body)
                 return
-            await self._rate_limit(principal, route.lane, outcome.project, request)
+            outcome.admission = await self._rate_limit(
+                principal, route.lane, outcome.project, request
+            )
             await self._serve_guarded(call, receive)
         except GatewayError as e:
             outcome.status = e.status
@@ -583,19 +588,23 @@ class Gateway:
             raise
         finally:
             await self._settle_paid(outcome)
+            if outcome.admission is not None and outcome.usage:
+                used = outcome.usage.get("prompt_tokens"), outcome.usage.get("completion_tokens")
+                self.shared.rates.settle(outcome.admission, _int(used[0]) + _int(used[1]))
             self._record(snapshot, outcome)
 
     async def _rate_limit(
         self, principal: Principal, lane: RoutingLane, project: str, request: dict[str, Any]
-    ) -> None:
+    ) -> Admission | None:
         """Count the request against its lane's and key's rate limits; 429 when one is full."""
         counters = counters_for(lane, principal, project, request)
         if not counters:
-            return
-        refusal = await self.shared.rates.check(counters)
-        if refusal is not None:
+            return None
+        verdict = await self.shared.rates.check(counters)
+        if isinstance(verdict, RateRefusal):
             self.metrics.child(self.metrics.rate_limited, lane.name).inc()
-            raise refusal.error()
+            raise verdict.error()
+        return verdict
 
     async def _serve_guarded(self, call: _Call, receive: Receive) -> None:
         """Serve under the lane's concurrency, abandoning the upstream when the client leaves."""

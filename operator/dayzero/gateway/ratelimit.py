@@ -15,6 +15,7 @@ goes back to it as soon as it answers (the local counts of the outage are not me
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -63,6 +64,21 @@ return {0, 0, 0}
 """
 CHECK = Script(CHECK_LUA)
 
+# KEYS: token counters. ARGV: what to add to each (real usage minus the estimate). A counter whose
+# window ended meanwhile is left alone; none goes below zero.
+SETTLE_LUA = """
+for i = 1, #KEYS do
+  local delta = tonumber(ARGV[i])
+  if delta ~= 0 and redis.call('EXISTS', KEYS[i]) == 1 then
+    if redis.call('INCRBY', KEYS[i], delta) < 0 then
+      redis.call('SET', KEYS[i], 0, 'KEEPTTL')
+    end
+  end
+end
+return 0
+"""
+SETTLE = Script(SETTLE_LUA)
+
 
 @dataclass(frozen=True)
 class Counter:
@@ -98,6 +114,15 @@ class Refusal:
             code="rate_limit_exceeded",
             headers={"Retry-After": str(self.retry_after)},
         )
+
+
+@dataclass(frozen=True)
+class Admission:
+    """An admitted request's token counters, to settle with its real usage."""
+
+    tokens: tuple[Counter, ...]
+    shared: bool
+    """Counted in Redis (else in this replica's memory)."""
 
 
 def counters_for(
@@ -152,6 +177,14 @@ class MemoryCounters:
             self._counts[c.key] = (used + c.amount, ends)
         return None
 
+    def settle(self, counters: Sequence[Counter], actual: int) -> None:
+        """Replace the estimate of ``counters`` with ``actual`` (within their window)."""
+        now = self._clock()
+        for c in counters:
+            used, ends = self._counts.get(c.key, (0, 0.0))
+            if ends > now:
+                self._counts[c.key] = (max(0, used + actual - c.amount), ends)
+
 
 class RateLimiter:
     """Checks counters in Redis (``client`` and its ``fast`` connection) or in memory."""
@@ -164,21 +197,23 @@ class RateLimiter:
     ) -> None:
         self._client = client
         self._fast = fast
-        self._script = client.register_script(CHECK_LUA) if client is not None else None
+        self._tasks: set[asyncio.Task[None]] = set()
         self._clock = clock
         self.memory = MemoryCounters(clock)
         self.available = True
         """Redis answered the last check (always True without Redis)."""
         self._retry_at = 0.0
 
-    async def check(self, counters: Sequence[Counter]) -> Refusal | None:
+    async def check(self, counters: Sequence[Counter]) -> Refusal | Admission:
         """Admit (and count) the request, or the refusal of the first full counter."""
-        if not counters:
-            return None
+        tokens = tuple(c for c in counters if c.key.endswith(":t"))
         if self._client is None or (not self.available and self._clock() < self._retry_at):
-            return self.memory.check(counters)
+            return self.memory.check(counters) or Admission(tokens, shared=False)
         try:
-            reply = await self._eval(counters)
+            args = [WINDOW_MS]
+            for c in counters:
+                args += [c.amount, c.limit]
+            reply = await self._eval(CHECK, [c.key for c in counters], args)
         except (RespError, OSError, _redis_error()) as e:
             if self.available:
                 log.warning(
@@ -188,24 +223,45 @@ class RateLimiter:
                 )
             self.available = False
             self._retry_at = self._clock() + RETRY_REDIS_SECONDS
-            return self.memory.check(counters)
+            return self.memory.check(counters) or Admission(tokens, shared=False)
         if not self.available:
             log.info("redis is back: rate limits are shared again")
             self.available = True
         index, used, ttl = (int(v) for v in reply)
         if index == 0:
-            return None
+            return Admission(tokens, shared=True)
         return Refusal(counters[index - 1], used, max(1, math.ceil(ttl / 1000)))
 
-    async def _eval(self, counters: Sequence[Counter]) -> Any:  # noqa: ANN401 - a RESP value
-        keys = [c.key for c in counters]
-        args: list[int] = [WINDOW_MS]
-        for c in counters:
-            args += [c.amount, c.limit]
+    def settle(self, admission: Admission, actual: int) -> None:
+        """Count ``actual`` tokens instead of the estimate (in Redis without waiting: a lost
+        settlement leaves the estimate counted, which errs on the safe side)."""
+        if not admission.tokens:
+            return
+        if not admission.shared:
+            self.memory.settle(admission.tokens, actual)
+            return
+        task = asyncio.get_running_loop().create_task(self._settle(admission.tokens, actual))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _settle(self, counters: Sequence[Counter], actual: int) -> None:
+        try:
+            await self._eval(
+                SETTLE, [c.key for c in counters], [actual - c.amount for c in counters]
+            )
+        except (RespError, OSError, _redis_error()) as e:
+            log.debug("a rate-limit settlement was lost (the estimate stays counted): %s", e)
+
+    async def drain(self) -> None:
+        """Wait for the settlements in flight (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def _eval(self, script: Script, keys: list[str], args: list[int]) -> Any:  # noqa: ANN401 - a RESP value
         if self._fast is not None:
-            return await self._fast.evalsha(CHECK, keys, args)
-        assert self._script is not None  # noqa: S101 - set with the client
-        return await self._script(keys=keys, args=args)
+            return await self._fast.evalsha(script, keys, args)
+        assert self._client is not None  # noqa: S101 - only called with a client
+        return await self._client.eval(script.body, len(keys), *keys, *args)
 
     def status(self) -> dict[str, Any]:
         """For ``sharedState.rateLimits`` of ``/v1/models/status``."""

@@ -223,6 +223,7 @@ class SharedState:
         self._task = None
         if isinstance(self.breakers, SharedCircuits):
             await self.breakers.drain()
+        await self.rates.drain()
         if isinstance(self.ledger, RedisLedger):
             self.ledger.close()
 
