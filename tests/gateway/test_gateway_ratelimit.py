@@ -5,9 +5,11 @@ official client reads, and a bad rateLimit refused naming the field."""
 import asyncio
 import json
 import logging
+from pathlib import Path
 
 import openai
 import pytest
+import yaml
 from gateway_fakes import CHAT, USER_KEY, FakeUpstream, document, fakes, serve, sha
 
 from dayzero.api.routing import RoutingLane
@@ -295,3 +297,25 @@ def test_the_limiter_without_redis_never_reports_a_fallback():
     limiter = RateLimiter()
     assert limiter.status() == {"store": "memory"}
     assert limiter.available
+
+
+def test_the_documented_examples_load():
+    root = Path(__file__).resolve().parents[2]
+    doc = parse((root / "examples/gateway/ratelimit.yaml").read_text())
+    assert doc.lanes[0].rate_limit is not None
+    assert doc.lanes[0].rate_limit.requests_per_minute == 2
+    text = (root / "docs/gateway.md").read_text()
+    section = text[text.index("## Rate limits") :]
+    snippet = section[section.index("```yaml\n") + 8 : section.index("```\n", 8)]
+    fragment = yaml.safe_load(snippet)
+    full = {
+        "apiVersion": "dayzero.dev/routing-v1",
+        "kind": "Routing",
+        "backends": [{"name": "local", "url": "http://127.0.0.1:9100"}],
+        **fragment,
+    }
+    routing = parse(json.dumps(full))
+    entry = routing.keys.entries[0]
+    assert entry.sha256 == sha("sk-platform-team-example")
+    assert entry.rate_limit is not None
+    assert entry.rate_limit.requests_per_minute == 30
