@@ -1,6 +1,7 @@
 """Three real gateway processes sharing one redis-server: a budget raced from every replica is
 never overspent and its hard kill holds on all of them until one admin reset; a circuit opened
-by one replica is skipped by the others without a dial. No control plane: loopback only."""
+by one replica is skipped by the others without a dial; a rate limit admits exactly its count
+across all three. No control plane: loopback only."""
 
 from __future__ import annotations
 
@@ -127,6 +128,39 @@ def test_a_circuit_opened_by_one_replica_is_open_on_all(tmp_path: Path) -> None:
                 assert status == 200
                 assert headers["x-dayzero-fallback-reason"] == "circuit_open"
             assert len(slow.requests) == 2  # the other replicas never dialled the slow host
+
+
+def test_a_rate_limit_is_one_limit_across_three_replicas(tmp_path: Path) -> None:
+    with running_redis() as redis, Upstream("ok") as up:
+        routing = {
+            "apiVersion": "dayzero.dev/routing-v1",
+            "kind": "Routing",
+            "lanes": [
+                {
+                    "name": "chat",
+                    "model": "chat",
+                    "backends": ["local"],
+                    "rateLimit": {"requestsPerMinute": 30},
+                    "concurrency": {"max": 256},
+                }
+            ],
+            "backends": [{"name": "local", "url": up.url}],
+            "keys": {"enabled": False},
+        }
+        with Fleet(routing, tmp_path, redis_url=redis.url, replicas=3) as fleet:
+            replies = fleet.post_many(
+                [(i % 3, "/v1/chat/completions", CHAT, ACME) for i in range(90)]
+            )
+            statuses = [status for status, _, _ in replies]
+            assert statuses.count(200) == 30, statuses
+            assert statuses.count(429) == 60, statuses
+            assert len(up.requests) == 30
+            refused = next(body for status, _, body in replies if status == 429)
+            assert (
+                "project acme: 30 requests per minute on lane chat" in (refused["error"]["message"])
+            )
+            status, _, body = fleet.get(1, "/v1/models/status")
+            assert (status, body["sharedState"]["rateLimits"]) == (200, {"store": "redis"})
 
 
 def _circuit(fleet: Fleet, replica: int, backend: str) -> str:

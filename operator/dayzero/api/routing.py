@@ -90,8 +90,9 @@ class RateLimit(Model):
     requests_per_minute: int | None = Field(default=None, ge=1, le=100_000_000)
     """Requests per minute; unset: no request limit."""
     tokens_per_minute: int | None = Field(default=None, ge=1, le=100_000_000_000)
-    """Tokens per minute, counted when a request is admitted as its prompt estimate (one token
-    per 3 bytes of the prompt) plus its max_tokens (4096 when unset); unset: no token limit."""
+    """Tokens per minute: a request is admitted on its prompt estimate (one token per 3 bytes of
+    the prompt) plus its max_tokens (4096 when unset), then counts its real usage once answered;
+    unset: no token limit."""
 
     @model_validator(mode="after")
     def _something(self) -> RateLimit:

@@ -5,7 +5,9 @@ the same on every replica: it lives with the counter). With Redis every check is
 over the budget's pipelined connection (``resp.ScriptConnection``): it reads every counter the
 request touches, and only when all have room adds to each (INCRBY, PEXPIRE on a new counter), so
 replicas share one limit exactly and a refused request counts against nothing. Without Redis the
-same rules run on the replica's own dictionary.
+same rules run on the replica's own dictionary. A token counter is charged the request's
+estimate (the budget's: prompt size / 3 plus max_tokens) up front, and corrected to the real usage
+once the answer is in (a second script, not awaited).
 
 When Redis cannot be reached, limits fall back to each replica's own counters (logged, and shown
 in ``/v1/models/status``): local routing must not stop because Redis did; a fleet of N replicas
