@@ -232,3 +232,11 @@ def test_target_of_reads_the_ready_condition_and_provider_source() -> None:
     )
     t = target_of(provider, "gpt", {"openai": "http://127.0.0.1:1/v1"})
     assert (t.kind, t.url, t.model, t.paid) == ("provider", "http://127.0.0.1:1/v1", "gpt-5", True)
+
+
+def test_a_lane_rate_limit_is_rendered_for_the_gateway() -> None:
+    targets = {"ns": {"llama-8b": up("llama-8b"), "qwen-7b": up("qwen-7b")}}
+    limited = lane(rateLimit={"requestsPerMinute": 120, "tokensPerMinute": 200_000})
+    doc = doc_of(render_routing([item(limited)], targets).text)
+    assert doc["lanes"][0]["rateLimit"] == {"requestsPerMinute": 120, "tokensPerMinute": 200_000}
+    assert "rateLimit" not in doc_of(render_routing([item(lane())], targets).text)["lanes"][0]

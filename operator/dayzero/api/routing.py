@@ -20,6 +20,7 @@ from .v1alpha1.lane import (
     ConcurrencySpec,
     LaneMode,
     PaidFallbackSpec,
+    RateLimitSpec,
 )
 
 ROUTING_API_VERSION = "dayzero.dev/routing-v1"
@@ -84,23 +85,6 @@ class RoutingBackend(Model):
     lane's wakeTimeoutSeconds for it to be Ready, or passes the backend over at once."""
 
 
-class RateLimit(Model):
-    """Requests and tokens allowed per minute; a request over either gets 429 with Retry-After."""
-
-    requests_per_minute: int | None = Field(default=None, ge=1, le=100_000_000)
-    """Requests per minute; unset: no request limit."""
-    tokens_per_minute: int | None = Field(default=None, ge=1, le=100_000_000_000)
-    """Tokens per minute: a request is admitted on its prompt estimate (one token per 3 bytes of
-    the prompt) plus its max_tokens (4096 when unset), then counts its real usage once answered;
-    unset: no token limit."""
-
-    @model_validator(mode="after")
-    def _something(self) -> RateLimit:
-        if self.requests_per_minute is None and self.tokens_per_minute is None:
-            raise ValueError("set requestsPerMinute, tokensPerMinute or both")
-        return self
-
-
 class RoutingLane(Model):
     """One lane: the names clients ask for and the backends tried in order."""
 
@@ -139,7 +123,7 @@ class RoutingLane(Model):
     size is unknown and no backend refuses it."""
     canary: Canary | None = None
     """A staged rollout in progress on this lane."""
-    rate_limit: RateLimit | None = None
+    rate_limit: RateLimitSpec | None = None
     """Each project's limit on this lane (counted per project, shared by every replica through
     Redis when the gateway has --redis-url). Unset: no limit."""
 
@@ -188,7 +172,7 @@ class KeyEntry(Model):
     """Lanes the key may use; "*" for every lane."""
     admin: bool = False
     """May read /v1/models/status."""
-    rate_limit: RateLimit | None = None
+    rate_limit: RateLimitSpec | None = None
     """This key's limit on each lane it uses (counted per key and lane), on top of the lane's
     per-project rateLimit. Unset: no limit of its own."""
 

@@ -10,7 +10,8 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
-from dayzero.api.routing import KeyEntry, RateLimit
+from dayzero.api.routing import KeyEntry
+from dayzero.api.v1alpha1.lane import RateLimitSpec
 
 from .errors import GatewayError
 
@@ -27,7 +28,7 @@ class Principal:
     admin: bool
     key_id: str = ""
     """The first 12 hex digits of the key's sha256, naming it in rate limits ("" without keys)."""
-    rate_limit: RateLimit | None = None
+    rate_limit: RateLimitSpec | None = None
     """The key's own rate limit per lane."""
 
     def may_use(self, lane: str) -> bool:

@@ -25,7 +25,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dayzero.api.routing import RateLimit, RoutingLane
+from dayzero.api.routing import RoutingLane
+from dayzero.api.v1alpha1.lane import RateLimitSpec
 
 from .auth import Principal
 from .budget import max_output_tokens, prompt_tokens_estimate
@@ -134,7 +135,7 @@ def counters_for(
     out: list[Counter] = []
     tokens: int | None = None
 
-    def add(spec: RateLimit | None, who: str, label: str) -> None:
+    def add(spec: RateLimitSpec | None, who: str, label: str) -> None:
         nonlocal tokens
         if spec is None:
             return

@@ -292,6 +292,7 @@ def render_lane(
             concurrency=spec.concurrency,
             circuit_breaker=spec.circuit_breaker,
             paid_fallback=spec.paid_fallback,
+            rate_limit=spec.rate_limit,
             canary=canary,
         )
         # The fragment alone must make a valid document (names, tags, references).

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from .base import (
     DNS_LABEL,
@@ -127,6 +127,32 @@ class BudgetSpec(Model):
     """Once a limit is hit, block paid calls until the period ends or an admin resets it."""
 
 
+class RateLimitSpec(Model):
+    """Requests and tokens allowed per minute; a request over either gets 429 with Retry-After."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "has(self.requestsPerMinute) || has(self.tokensPerMinute)",
+                "set requestsPerMinute, tokensPerMinute or both",
+            )
+        )
+    )
+
+    requests_per_minute: int | None = Field(default=None, ge=1, le=100_000_000)
+    """Requests per minute; unset: no request limit."""
+    tokens_per_minute: int | None = Field(default=None, ge=1, le=100_000_000_000)
+    """Tokens per minute: a request is admitted on its prompt estimate (one token per 3 bytes of
+    the prompt) plus its max_tokens (4096 when unset), then counts its real usage once answered;
+    unset: no token limit."""
+
+    @model_validator(mode="after")
+    def _something(self) -> RateLimitSpec:
+        if self.requests_per_minute is None and self.tokens_per_minute is None:
+            raise ValueError("set requestsPerMinute, tokensPerMinute or both")
+        return self
+
+
 class PaidFallbackSpec(Model):
     """When the paid tier may be used."""
 
@@ -221,6 +247,9 @@ class LaneSpec(Model):
     """Circuit breaker of each backend host."""
     paid_fallback: PaidFallbackSpec = Field(default_factory=PaidFallbackSpec)
     """Paid tier and its budget."""
+    rate_limit: RateLimitSpec | None = None
+    """Each project's requests and tokens per minute on this lane (shared by every gateway
+    replica through Redis when the gateway has one). Unset: no limit."""
     wake_timeout_seconds: float | None = Field(default=None, ge=0, le=3600)
     """Wait this long for a ModelDeployment scaled to zero to wake; unset: fall through."""
     tags: dict[
