@@ -15,6 +15,7 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip() == f"dayzero {__version__}"
 
 
+@pytest.mark.timeout(10)  # renders every CRD (1.3 s alone, over 2 s on a loaded 2-core machine)
 def test_crds_prints_three_crds(capsys):
     assert main(["crds"]) == 0
     docs = list(yaml.safe_load_all(capsys.readouterr().out))
