@@ -411,10 +411,15 @@ def show_failover(env: dict[str, str], gateway: str, lane: str) -> None:
     run(["kubectl", "apply", "-n", NAMESPACE, "-f", "-"], env, stdin=lane)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        status = json.loads(
+        lane_now = json.loads(
             run(["kubectl", "get", "lane", "day-zero", "-n", NAMESPACE, "-o", "json"], env)
-        ).get("status", {})
-        if status.get("configHash") and status.get("configHash") == status.get("appliedConfigHash"):
+        )
+        status = lane_now.get("status", {})
+        # A rerun finds last run's Lane loaded (its model port is gone): wait for this spec.
+        current = status.get("observedGeneration") == lane_now["metadata"].get("generation")
+        hashes = status.get("configHash"), status.get("appliedConfigHash")
+        loaded = hashes[0] is not None and hashes[0] == hashes[1]
+        if current and loaded:
             break
         time.sleep(0.5)
     ask = {"model": "day-zero", "messages": [{"role": "user", "content": "Say hi."}]}
