@@ -157,26 +157,32 @@ class KeepWarm:
         self, session: aiohttp.ClientSession, doc: Routing, name: str, token: str | None
     ) -> dict[str, Any]:
         """Unload a backend's model now and pause keep-warm for it (admin)."""
-        spec = _ollama(doc, name)
-        model = served_model(doc, spec)[0]
-        state = self.state.setdefault(name, WarmState(model))
-        state.paused = True
-        state.model = model
-        result = await self._send(session, name, spec, token, 0)
-        return {"backend": name, "model": model, "result": result, "paused": True}
+        return await self._admin(session, doc, name, token, paused=True)
 
     async def warm(
         self, session: aiohttp.ClientSession, doc: Routing, name: str, token: str | None
     ) -> dict[str, Any]:
         """Load a backend's model now and resume keep-warm for it (admin)."""
+        return await self._admin(session, doc, name, token, paused=False)
+
+    async def _admin(
+        self,
+        session: aiohttp.ClientSession,
+        doc: Routing,
+        name: str,
+        token: str | None,
+        *,
+        paused: bool,
+    ) -> dict[str, Any]:
         spec = _ollama(doc, name)
         model = served_model(doc, spec)[0]
         state = self.state.setdefault(name, WarmState(model))
-        state.paused = False
+        state.paused = paused
         state.model = model
-        self._urls[name] = (_base(spec), token)
-        result = await self._send(session, name, spec, token, self.keep_alive)
-        return {"backend": name, "model": model, "result": result, "paused": False}
+        if not paused:
+            self._urls[name] = (_base(spec), token)
+        result = await self._send(session, name, spec, token, 0 if paused else self.keep_alive)
+        return {"backend": name, "model": model, "result": result, "paused": paused}
 
     def start(
         self,

@@ -10,6 +10,7 @@ settings) and under ``provenance`` (what the report records about the model unde
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -104,7 +105,25 @@ def infer_family(model: str) -> str | None:
     return None
 
 
-class TargetSpec(_Strict):
+class _Endpoint(_Strict):
+    """What a target and the judge share: an OpenAI-compatible endpoint and a model family."""
+
+    if TYPE_CHECKING:  # the fields themselves, with their docs, are the subclasses'
+        endpoint: str
+        model: str
+        family: str | None
+
+    @field_validator("endpoint", check_fields=False)
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return http_base(value)
+
+    def resolved_family(self) -> str | None:
+        """``family`` when set, else inferred from the model name."""
+        return (self.family or "").lower() or infer_family(self.model)
+
+
+class TargetSpec(_Endpoint):
     """One model to evaluate: a candidate of a bakeoff, or the baseline."""
 
     name: str = Field(min_length=1, max_length=63, pattern=DNS_LABEL)
@@ -122,17 +141,8 @@ class TargetSpec(_Strict):
     api_key: str | None = Field(default=None, exclude=True, repr=False)
     """Read from ``api_key_env`` by the CLI; never written anywhere."""
 
-    @field_validator("endpoint")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        return http_base(value)
 
-    def resolved_family(self) -> str | None:
-        """``family`` when set, else inferred from the model name."""
-        return (self.family or "").lower() or infer_family(self.model)
-
-
-class JudgeTarget(_Strict):
+class JudgeTarget(_Endpoint):
     """The judge: a trusted older model, usually the gateway with a lane, tag or alias."""
 
     endpoint: str = Field(min_length=1, max_length=2048)
@@ -145,15 +155,6 @@ class JudgeTarget(_Strict):
     api_key_env: str | None = Field(default=None, max_length=253)
     """Environment variable holding the judge's key."""
     api_key: str | None = Field(default=None, exclude=True, repr=False)
-
-    @field_validator("endpoint")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        return http_base(value)
-
-    def resolved_family(self) -> str | None:
-        """``family`` when set, else inferred from the model name."""
-        return (self.family or "").lower() or infer_family(self.model)
 
 
 class Price(_Strict):
